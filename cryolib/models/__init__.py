@@ -1,0 +1,1 @@
+"""Models: the shared ViT encoder/decoder (``vit``) and the pretraining objectives (``objectives``)."""
