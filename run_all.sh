@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Set up the environment (.venv) when needed, then run the study's notebooks in order
+# through papermill (default), or the test suite (--tests).
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: ./run_all.sh [--profile smoke|default|full] [--only PATTERN] [--setup-only] [--tests [PYTEST ARGS...]]
+
+  (no flags)        set up .venv if missing, then run notebooks/NN_*.ipynb in order at the
+                    default profile; outputs go to results/<profile>/
+  --profile P       smoke (seconds per notebook), default (2-core laptop, < 1 h) or full (GPU)
+  --only PATTERN    run only the notebooks whose file name contains PATTERN (e.g. 01_)
+  --setup-only      create/update .venv and the Jupyter kernel, run nothing
+  --tests [ARGS]    run the test suite (pytest) instead of the notebooks; ARGS go to pytest
+  -h, --help        this help
+
+Environment: CRYOLIB_PYTHON selects the interpreter that creates .venv (default python3).
+USAGE
+}
+
+PROFILE=default
+ONLY=""
+MODE=notebooks
+PYTEST_ARGS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
+    --profile=*) PROFILE="${1#*=}"; shift ;;
+    --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
+    --setup-only) MODE=setup; shift ;;
+    --tests) MODE=tests; shift; PYTEST_ARGS=("$@"); break ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$PROFILE" in smoke|default|full) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (smoke, default or full)" >&2; exit 2 ;; esac
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+export MPLBACKEND=agg PYTHONUNBUFFERED=1
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+STAMP="$VENV/.cryolib-install-stamp"
+
+setup_env() {
+  local want
+  want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+  if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+    return 0
+  fi
+  echo "==> setting up $VENV (first run: a few minutes; torch is a large download where it is not on local disk)"
+  [[ -x "$PY" ]] || "${CRYOLIB_PYTHON:-python3}" -m venv "$VENV"
+  "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  "$PY" -m ipykernel install --sys-prefix --name cryolib --display-name "Python (cryolib)" >/dev/null
+  echo "$want" > "$STAMP"
+}
+
+setup_env
+case "$MODE" in
+  setup) echo "==> environment ready: $VENV (Jupyter kernel 'cryolib'; open notebooks with .venv/bin/jupyter lab)"; exit 0 ;;
+  tests) exec "$PY" -m pytest "${PYTEST_ARGS[@]}" ;;
+esac
+
+OUT="results/$PROFILE"
+mkdir -p "$OUT/notebooks"
+start=$(date +%s)
+shopt -s nullglob
+for nb in notebooks/[0-9][0-9]_*.ipynb; do
+  name="$(basename "$nb")"
+  [[ -n "$ONLY" && "$name" != *"$ONLY"* ]] && continue
+  echo "==> $name (profile $PROFILE)"
+  t0=$(date +%s)
+  "$VENV/bin/papermill" --kernel cryolib --cwd notebooks --progress-bar -p profile "$PROFILE" "$nb" "$OUT/notebooks/$name"
+  echo "    done in $(( $(date +%s) - t0 )) s"
+done
+echo "==> all notebooks done in $(( $(date +%s) - start )) s; results in $OUT/"
