@@ -47,7 +47,7 @@ class DatasetSpec:
     """One registry entry: what the analog must match, and how to simulate it."""
 
     name: str
-    empiar: int
+    empiar: int  # 0 for our own entries that are no EMPIAR analog
     roles: tuple[str, ...]
     particle: str
     family: str
@@ -97,7 +97,7 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> dict[str, DatasetSpec]:
             raise CryolibError(f"{path}: dataset {name} needs pixel_size_A or d512")
         specs[name] = DatasetSpec(
             name=name,
-            empiar=int(entry["empiar"]),
+            empiar=int(entry.get("empiar", 0)),
             roles=tuple(entry.get("roles", ())),
             particle=str(entry.get("particle", "")),
             family=str(entry["family"]),
@@ -272,7 +272,7 @@ def dataset_summary(ds: Dataset) -> dict[str, Any]:
         "micrographs": len(meta),
         "bad_micrographs": int((meta["quality"] != "good").sum()) if "quality" in meta else 0,
         "particles_per_micrograph": float(np.mean(n_parts)) if n_parts else float("nan"),
-        "snr_db": mean("snr_true_db"),
+        "snr_db": mean("snr_true_dB"),
         "defocus_um": (mean("defocus_u_um") + mean("defocus_v_um")) / 2 if "defocus_u_um" in good else float("nan"),
         "dose_e_per_A2": mean("dose_e_per_A2"),
         "ice_thickness_nm": mean("ice_thickness_nm"),

@@ -143,3 +143,11 @@ class RunRecord:
         _merge_file(path, self.name, entry, yaml.safe_load, lambda d: yaml.safe_dump(d, sort_keys=False))
         log.info("recorded run %s in %s", self.name, path)
         return path
+
+
+def run_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
+    """``runs/<profile>/``: checkpoints and training logs (gitignored; ``root`` overrides ``runs/``)."""
+    base = Path(root) if root is not None else Path(os.environ.get("CRYOLIB_RUNS", REPO_ROOT / "runs"))
+    out = base / profile
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,436 @@
+"""Cryo-EMMAE end to end (Zamanos et al. 2024, §3-4): pretrain, fit the picker, save it, pick.
+
+One implementation for the notebooks and for ``cryolib pretrain`` / ``cryolib pick``:
+
+* :func:`pretrain_mae`: preprocess (§3.1) -> 64 px tiles standardised by the training mean/std
+  -> MAE with the Cryo-EMMAE recipe (§3.2, §4.1) through :func:`cryolib.train.train`.
+* :func:`fit_picker`: global k-means on the training embeddings; the particle cluster is named
+  from ONE annotated micrograph (§3.2). :func:`set_reference` re-names it from another one.
+* :func:`save_picker` / :func:`load_picker`: one small file (encoder weights, k-means centres,
+  particle cluster, config, mean/std, provenance); the decoder is dropped.
+* :func:`pick_micrographs`: ``cryoemmae``, ``blob`` or ``topaz`` on micrograph files; picks in
+  each micrograph's own px, with a score column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+import cryolib
+from cryolib import preprocess as pp
+from cryolib.errors import CryolibError
+from cryolib.io import micrograph_stem, read_micrograph
+from cryolib.models.objectives import cryoemmae_objective
+from cryolib.models.vit import MaskedAutoencoder, ViTConfig
+from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig, embedding_image, particle_cluster_from_reference
+from cryolib.profiles import get_profile
+from cryolib.reproducibility import seed_everything
+from cryolib.results import git_commit
+from cryolib.tiles import TileDataset, tile_stats
+from cryolib.train import CHECKPOINT_FORMAT, TrainConfig, load_model, save_checkpoint, train
+
+__all__ = ["DEFAULT_CHECKPOINT", "PICKER_FORMAT", "METHODS", "preprocess_for_training", "pretrain_mae",
+           "fit_picker", "save_picker", "load_picker", "set_reference", "min_micrograph_px",
+           "check_micrographs", "pick_micrographs"]
+
+log = logging.getLogger(__name__)
+
+#: The shipped picker file, used by ``cryolib pick --method cryoemmae`` without ``--checkpoint``.
+DEFAULT_CHECKPOINT = Path(cryolib.__file__).parent / "assets" / "cryoemmae_default.pt"
+PICKER_FORMAT = "cryolib-cryoemmae-picker/1"
+METHODS = ("cryoemmae", "blob", "topaz")
+
+Diameter = Union[float, Mapping[Any, float]]  # px; one value, or per path / stem / dataset name
+PathLike = Union[str, os.PathLike]
+
+
+# --------------------------------------------------------------------------- inputs
+def _diameter_of(diameter_px: Diameter, path: PathLike, group: str | None = None) -> float:
+    """The particle diameter (px) of one micrograph: a number, or a lookup by group, path or stem."""
+    if isinstance(diameter_px, Mapping):
+        for key in (group, Path(path), str(path), micrograph_stem(path)):
+            if key is not None and key in diameter_px:
+                return pp.check_diameter(diameter_px[key])
+        raise CryolibError(f"no particle diameter given for {path}; add it (px) to the mapping, keyed by "
+                           "path, stem or dataset name")
+    return pp.check_diameter(diameter_px)
+
+
+def min_micrograph_px(config: PickerConfig, diameter_px: float) -> int | None:
+    """Smallest side (px) a micrograph needs so that one ``tile_px`` tile fits at the working scale.
+
+    None when no size works (``fixed`` mode with ``target_size`` below one tile).
+    """
+    d = pp.check_diameter(diameter_px)
+    side = lambda n: config.working_shape((n, n), d)[0]  # noqa: E731
+    if config.scale_mode != "diameter":
+        return 2 if side(2) >= config.tile_px else None
+    n = max(2, math.ceil((config.tile_px - 0.5) * d / config.target_diameter_px))
+    while side(n) < config.tile_px:
+        n += 1
+    while n > 2 and side(n - 1) >= config.tile_px:
+        n -= 1
+    return n
+
+
+def _check_size(config: PickerConfig, shape: tuple[int, int], diameter_px: float, name: PathLike) -> None:
+    """Raise :class:`CryolibError` when ``shape`` is smaller than one tile at the working scale."""
+    work = config.working_shape(shape, diameter_px)
+    if min(work) < config.tile_px:
+        need = min_micrograph_px(config, diameter_px)
+        fix = (f"micrographs need at least {need} x {need} px at this diameter" if need
+               else "no micrograph size works with this picker configuration")
+        raise CryolibError(f"micrograph {name} ({shape[0]} x {shape[1]} px, particle diameter {diameter_px:g} px) "
+                           f"is {work[0]} x {work[1]} px at the working scale, smaller than one "
+                           f"{config.tile_px} px tile; {fix}")
+
+
+class _Micrographs(Sequence):
+    """Micrographs read on demand (a training set need not fit in memory), size-checked."""
+
+    def __init__(self, paths: Sequence[Path], diameters: Sequence[float], config: PickerConfig):
+        self.paths, self.diameters, self.config = list(paths), list(diameters), config
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        image = read_micrograph(self.paths[i])[0]
+        _check_size(self.config, image.shape, self.diameters[i], self.paths[i])
+        return image
+
+
+def check_micrographs(paths: Sequence[PathLike], diameter_px: Diameter,
+                      config: PickerConfig | None = None) -> dict[str, tuple[int, int]]:
+    """Read every micrograph once (readable, finite, 2-D) -> {stem: (H, W)}; stems must be unique.
+
+    With ``config`` each must also hold one tile at the working scale (see :func:`min_micrograph_px`).
+    """
+    shapes: dict[str, tuple[int, int]] = {}
+    for path in tqdm(paths, desc="check inputs", disable=None, leave=False):
+        stem = micrograph_stem(path)
+        if stem in shapes:
+            raise CryolibError(f"two input micrographs are named {stem!r} ({path}); output files are named "
+                               "by micrograph, so names must be unique")
+        image = read_micrograph(path)[0]
+        pp.check_image(image, str(path))
+        if config is not None:
+            _check_size(config, image.shape, _diameter_of(diameter_px, path), path)
+        shapes[stem] = tuple(image.shape)
+    return shapes
+
+
+def preprocess_for_training(paths: Sequence[PathLike], diameter_px: Diameter, config: PickerConfig,
+                            progress: bool = True) -> list[np.ndarray]:
+    """Preprocessed working-scale images in [0, 1] (§3.1, ``config.preprocess``), one per path.
+
+    ``diameter_px``: particle diameter in input px (one value, or a mapping per path / stem).
+    """
+    paths = [Path(p) for p in paths]
+    diams = [_diameter_of(diameter_px, p) for p in paths]
+    mics = _Micrographs(paths, diams, config)
+    return [config.preprocess(mics[i], diams[i]).image
+            for i in tqdm(range(len(paths)), desc="preprocess", disable=None if progress else True)]
+
+
+# --------------------------------------------------------------------------- pretraining (§3.2, §4.1)
+class _PretrainTiles(TileDataset):
+    """TileDataset whose ``stats`` (stored in the checkpoint as ``data_stats``) also carry the picker config."""
+
+    def __init__(self, *args: Any, extra: Mapping[str, Any], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.extra = dict(extra)
+
+    @property
+    def stats(self) -> dict:
+        return {**super().stats, **self.extra}
+
+
+def _config_from(d: Mapping[str, Any] | None) -> PickerConfig:
+    known = {f.name for f in dataclasses.fields(PickerConfig)}
+    return PickerConfig(**{k: v for k, v in (d or {}).items() if k in known})
+
+
+def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, out_dir: PathLike,
+                 profile: str = "default", model: str | None = None, epochs: int | None = None, seed: int = 0,
+                 resume: bool = False, val_paths: Sequence[PathLike] | None = None, progress: bool = True,
+                 config: PickerConfig | None = None) -> Path:
+    """Pretrain the Cryo-EMMAE MAE on micrographs; returns ``out_dir/checkpoint.pt`` (§3.2, §4.1).
+
+    Preprocessing follows ``config`` (default :class:`PickerConfig`: the "diameter" scale mode);
+    tiles are standardised by the training tiles' mean/std, which the checkpoint keeps in
+    ``data_stats`` with the picker config. Sizes (model, epochs, batch, warm-up, tiles per
+    micrograph) come from ``profile``; ``model`` and ``epochs`` override them. ``out_dir`` also gets
+    train_log.csv (and val_log.csv with ``val_paths``). ``resume`` continues out_dir's checkpoint.
+    """
+    sizes = get_profile(profile)
+    p = sizes.pretrain
+    paths = [Path(x) for x in micrograph_paths]
+    if not paths:
+        raise CryolibError("pretrain_mae needs at least one training micrograph")
+    cfg = config or PickerConfig(seed=seed)
+    objective = cryoemmae_objective(model or p.model)
+    n_epochs = p.epochs if epochs is None else int(epochs)
+    seed_everything(seed)
+    images = preprocess_for_training(paths, diameter_px, cfg, progress)
+    mean, std = tile_stats(images, cfg.tile_px)
+    extra = {"picker_config": {**dataclasses.asdict(cfg), "ks": list(cfg.ks)},  # plain types: weights_only
+             "recipe": "cryoemmae", "profile": profile, "n_micrographs": len(paths)}
+    data = _PretrainTiles(images, cfg.tile_px, p.max_tiles_per_micrograph, mean, std, np.random.default_rng(seed),
+                          extra=extra)
+    val = None
+    if val_paths:
+        val_images = preprocess_for_training(val_paths, diameter_px, cfg, progress)
+        val = TileDataset(val_images, cfg.tile_px, p.max_tiles_per_micrograph, mean, std,
+                          np.random.default_rng(seed + 1))
+    batch = min(p.batch_size, len(data))
+    if batch < p.batch_size:
+        log.warning("only %d tiles: batch size %d instead of the profile's %d", len(data), batch, p.batch_size)
+    steps_per_epoch = len(data) // batch
+    train_cfg = TrainConfig(epochs=n_epochs, batch_size=batch, warmup_epochs=min(p.warmup_epochs, n_epochs / 2),
+                            seed=seed, out_dir=Path(out_dir), resume=resume, device=sizes.device,
+                            log_every_steps=max(1, min(10, steps_per_epoch)))
+    log.info("pretraining %s on %d micrographs (%d tiles, mean %.4f, std %.4f), %d epoch(s)",
+             objective.model_name, len(paths), len(data), mean, std, n_epochs)
+    result = train(objective, data, train_cfg, val, progress)
+    return Path(result.checkpoint)
+
+
+# --------------------------------------------------------------------------- the picker (§3.2)
+def fit_picker(checkpoint: PathLike, train_paths: Mapping[str, Sequence[PathLike]] | Sequence[PathLike],
+               reference_image_path: PathLike, reference_coords: pd.DataFrame, diameter_px: Diameter,
+               seed: int = 0, reference_diameter_px: float | None = None,
+               max_tokens: int | None | str = "config") -> CryoEMMAEPicker:
+    """Fit the global k-means on the training micrographs' embeddings and name the particle cluster
+    from ONE annotated micrograph (§3.2).
+
+    ``train_paths``: micrograph paths, or {dataset name: paths}; ``diameter_px``: px, one value or a
+    mapping by dataset name, path or stem. ``reference_coords``: x, y in the reference
+    micrograph's px. ``max_tokens``: the k-means token cap ("config" keeps the checkpoint's
+    PickerConfig value; None uses every token, as the repository does).
+    """
+    model, ckpt = load_model(checkpoint)
+    stats = ckpt.get("data_stats") or {}
+    if "mean" not in stats or "std" not in stats:
+        raise CryolibError(f"{checkpoint} stores no tile mean/std; pretrain it with cryolib.cryoemmae.pretrain_mae")
+    cfg = dataclasses.replace(_config_from(stats.get("picker_config")), seed=int(seed))
+    if max_tokens != "config":
+        cfg.max_tokens = max_tokens  # type: ignore[assignment]
+    groups = dict(train_paths) if isinstance(train_paths, Mapping) else {None: list(train_paths)}
+    paths, diams, group_of = [], [], {}
+    for name, members in groups.items():
+        for path in members:
+            paths.append(Path(path))
+            diams.append(_diameter_of(diameter_px, path, name))
+            group_of[Path(path)] = name
+    if not paths:
+        raise CryolibError("fit_picker needs at least one training micrograph")
+    ref_path = Path(reference_image_path)
+    ref_d = (pp.check_diameter(reference_diameter_px) if reference_diameter_px is not None
+             else _diameter_of(diameter_px, ref_path, group_of.get(ref_path)))
+    ref_image = _Micrographs([ref_path], [ref_d], cfg)[0]
+    picker = CryoEMMAEPicker(model, float(stats["mean"]), float(stats["std"]), cfg)
+    picker.fit(_Micrographs(paths, diams, cfg), ref_image, reference_coords, diams, reference_diameter_px=ref_d)
+    log.info("picker fitted on %d micrographs; particle cluster %d (reference %s)", len(paths),
+             picker.particle_cluster, ref_path.name)
+    return picker
+
+
+def set_reference(picker: CryoEMMAEPicker, image: np.ndarray, coords: pd.DataFrame,
+                  diameter_px: float) -> CryoEMMAEPicker:
+    """A copy of ``picker`` whose particle cluster is re-chosen from one annotated micrograph (§3.2).
+
+    ``image``: the raw micrograph; ``coords``: x, y of its particles in its px; ``diameter_px``: px.
+    The encoder, mean/std and k-means centres are shared with ``picker``.
+    """
+    if picker.kmeans is None:
+        raise CryolibError("the picker is not fitted; fit_picker or load_picker first")
+    if not isinstance(coords, pd.DataFrame) or not {"x", "y"} <= set(coords.columns) or len(coords) == 0:
+        raise CryolibError("reference coordinates need at least one particle with columns x, y (px)")
+    d = pp.check_diameter(diameter_px)
+    img = pp.check_image(image, "reference micrograph")
+    cfg = picker.config
+    _check_size(cfg, img.shape, d, "reference micrograph")
+    pre = cfg.preprocess(img, d)
+    emb = embedding_image(picker.model, pre.image, cfg.tile_px, picker.mean, picker.std, cfg.batch_size)
+    x, y = pre.to_working(coords["x"].to_numpy(float), coords["y"].to_numpy(float))
+    cluster = particle_cluster_from_reference(picker.kmeans, emb, pd.DataFrame({"x": x, "y": y}),
+                                              pre.diameter_px_working, picker.token_px, cfg.ref_box_frac)
+    if cluster != picker.particle_cluster:
+        log.info("reference re-named the particle cluster: %s -> %d", picker.particle_cluster, cluster)
+    return dataclasses.replace(picker, particle_cluster=cluster)
+
+
+# --------------------------------------------------------------------------- picker files
+def save_picker(path: PathLike, picker: CryoEMMAEPicker, model_name: str | None = None,
+                extra_card: Mapping[str, Any] | None = None, dtype: str = "float32") -> Path:
+    """Write a picker file atomically: encoder weights only (``dtype`` float32 or float16), the picker
+    state (k-means centres, particle cluster, config, mean/std), the model config, the format
+    version and provenance; ``extra_card`` (JSON-able) is stored as the model card."""
+    model = picker.model
+    if not isinstance(model, MaskedAutoencoder):
+        raise CryolibError(f"save_picker needs a MaskedAutoencoder encoder, got {type(model).__name__}")
+    if dtype not in ("float32", "float16"):
+        raise CryolibError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    name = model_name or model.cfg.name
+    if name != model.cfg.name:
+        raise CryolibError(f"model_name {name!r} does not match the picker's model config {model.cfg.name!r}")
+    state = picker.state_dict()
+    state["centres"] = torch.from_numpy(np.asarray(state["centres"], np.float32))
+    encoder = {f"encoder.{k}": v.detach().cpu().to(getattr(torch, dtype)).clone()
+               for k, v in model.encoder.state_dict().items()}
+    provenance = {"cryolib_version": cryolib.__version__, "torch_version": str(torch.__version__),
+                  "git_commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    obj = {"format": PICKER_FORMAT, "model_name": name, "model_config": model.cfg.as_dict(), "encoder": encoder,
+           "encoder_dtype": dtype, "picker": state, "provenance": provenance,
+           "card": json.loads(json.dumps(dict(extra_card or {}), default=str))}  # plain types only
+    save_checkpoint(path, obj)
+    log.info("wrote picker file %s (%s, %d encoder tensors, %s)", path, name, len(encoder), dtype)
+    return Path(path)
+
+
+def _read_picker_file(path: Path, allow_pretraining: bool = False) -> dict:
+    """torch.load with every failure turned into a CryolibError that names the file and the fix.
+
+    ``allow_pretraining`` also accepts a :mod:`cryolib.train` checkpoint (returned as loaded)."""
+    fix = "pass a picker file written by cryolib.cryoemmae.save_picker"
+    if not path.is_file():
+        raise CryolibError(f"{path} not found; {fix}" + (" or a `cryolib pretrain` checkpoint" if allow_pretraining
+                                                         else ""))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CryolibError(f"{path} could not be read ({type(err).__name__}); it is truncated or not a cryolib "
+                           f"picker file or checkpoint; {fix}") from err
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if fmt == CHECKPOINT_FORMAT:
+        if allow_pretraining:
+            return obj
+        raise CryolibError(f"{path} is a pretraining checkpoint, not a picker file; fit a picker on it "
+                           "(fit_picker, or cryolib pick --reference-coords) or " + fix)
+    if fmt != PICKER_FORMAT:
+        raise CryolibError(f"{path} is not a {PICKER_FORMAT} file (format {fmt!r}); {fix}")
+    return obj
+
+
+def load_picker(path: PathLike) -> CryoEMMAEPicker:
+    """Rebuild a fitted :class:`CryoEMMAEPicker` from :func:`save_picker`'s file (encoder in fp32, eval mode)."""
+    path = Path(path)
+    return _picker_from(_read_picker_file(path), path)
+
+
+def _picker_from(obj: dict, path: Path) -> CryoEMMAEPicker:
+    """The picker in a loaded picker file: encoder keys checked strictly (the decoder is absent by design)."""
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the model must not move the caller's RNG
+            model = MaskedAutoencoder(ViTConfig(**obj["model_config"]))
+        with torch.no_grad():
+            missing, unexpected = model.load_state_dict({k: v.float() for k, v in obj["encoder"].items()},
+                                                        strict=False)
+        bad = [k for k in missing if not k.startswith("decoder.")]
+        if bad or unexpected:
+            raise CryolibError(f"encoder keys missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
+        state = dict(obj["picker"])
+        state["centres"] = np.asarray(state["centres"].float().numpy())
+        picker = CryoEMMAEPicker.from_state(model.eval(), state)
+    except (KeyError, TypeError, RuntimeError, AttributeError, CryolibError) as err:
+        raise CryolibError(f"picker file {path} does not fit this cryolib ({type(err).__name__}: "
+                           f"{str(err)[:300]}); re-create it with save_picker") from err
+    log.info("loaded picker %s (model %s, particle cluster %d)", path, obj["model_name"], picker.particle_cluster)
+    return picker
+
+
+# --------------------------------------------------------------------------- picking (§3.3)
+def _resolve_checkpoint(checkpoint: PathLike | CryoEMMAEPicker | None) -> Path | CryoEMMAEPicker:
+    if isinstance(checkpoint, CryoEMMAEPicker):
+        return checkpoint
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise CryolibError(f"no checkpoint given and the default checkpoint is not installed at "
+                               f"{DEFAULT_CHECKPOINT}; pass --checkpoint (a picker file, or a `cryolib pretrain` "
+                               "checkpoint together with --reference-coords)")
+        return DEFAULT_CHECKPOINT
+    return Path(checkpoint)
+
+
+def _prepare_cryoemmae(checkpoint: PathLike | CryoEMMAEPicker | None, reference: tuple | None,
+                       paths: list[Path], diameter_px: float) -> CryoEMMAEPicker:
+    """Validate everything cheap first (checkpoint, input sizes, reference), then fit if needed."""
+    source = _resolve_checkpoint(checkpoint)
+    picker, pretrained = None, None
+    if isinstance(source, CryoEMMAEPicker):
+        picker = source
+    else:
+        obj = _read_picker_file(source, allow_pretraining=True)
+        if obj["format"] == CHECKPOINT_FORMAT:
+            pretrained = obj
+        else:
+            picker = _picker_from(obj, source)
+    if picker is None and reference is None:
+        raise CryolibError(f"{source} is a pretraining checkpoint without a fitted picker; pass --reference-coords "
+                           "(one annotated micrograph) to fit it on the inputs, or a picker file from save_picker")
+    stats = (pretrained or {}).get("data_stats") or {}
+    cfg = picker.config if picker is not None else _config_from(stats.get("picker_config"))
+    check_micrographs(paths, diameter_px, cfg)
+    if reference is None:
+        return picker
+    ref_path, ref_coords = Path(reference[0]), reference[1]
+    if picker is not None:
+        return set_reference(picker, read_micrograph(ref_path)[0], ref_coords, diameter_px)
+    return fit_picker(source, paths, ref_path, ref_coords, diameter_px)
+
+
+def pick_micrographs(method: str, paths: Sequence[PathLike], diameter_px: float,
+                     checkpoint: PathLike | CryoEMMAEPicker | None = None,
+                     reference: tuple[PathLike, pd.DataFrame] | None = None, threshold: float | None = None,
+                     progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Pick micrograph files -> {stem: DataFrame[x, y, diameter, score]} in each micrograph's px.
+
+    ``method``: "cryoemmae" (``checkpoint``: a picker file, a fitted picker, or a pretraining
+    checkpoint plus ``reference``; None = :data:`DEFAULT_CHECKPOINT`), "blob" (LoG) or "topaz"
+    (Topaz's pretrained general model). ``reference``: (micrograph path, its x, y picks in px)
+    re-names the particle cluster. ``threshold``: keep score >= it; None = the method's default
+    (cryoemmae: all picks; blob: DEFAULT_THRESHOLD; topaz: all). Every input is checked before picking.
+    """
+    if method not in METHODS:
+        raise CryolibError(f"unknown picking method {method!r}; choose one of {', '.join(METHODS)}")
+    d = pp.check_diameter(diameter_px)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise CryolibError("no micrographs to pick; pass at least one micrograph path")
+    if method != "cryoemmae" and (checkpoint is not None or reference is not None):
+        raise CryolibError(f"a checkpoint or reference applies to the cryoemmae method only, not {method!r}")
+    picker = None
+    if method == "cryoemmae":
+        picker = _prepare_cryoemmae(checkpoint, reference, paths, d)
+    else:
+        check_micrographs(paths, d)
+    if method == "topaz":
+        from cryolib.pick.topaz import pick_pretrained
+
+        return pick_pretrained(paths, d, threshold=-math.inf if threshold is None else float(threshold))
+    from cryolib.pick.blob import DEFAULT_THRESHOLD, pick_blobs
+
+    picks: dict[str, pd.DataFrame] = {}
+    for path in tqdm(paths, desc=f"pick ({method})", disable=None if progress else True):
+        image = read_micrograph(path)[0]
+        if method == "blob":
+            df = pick_blobs(image, d, DEFAULT_THRESHOLD if threshold is None else float(threshold))
+        else:
+            df = picker.pick(image, d)
+            if threshold is not None:
+                df = df[df["score"] >= float(threshold)].reset_index(drop=True)
+        picks[micrograph_stem(path)] = df
+    return picks

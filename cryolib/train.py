@@ -1,0 +1,543 @@
+"""The one pretraining / fine-tuning loop, for every :class:`~cryolib.models.objectives.Objective`.
+
+* Learning rate set every iteration: linear warm-up, then a half-cycle cosine to ``min_lr``
+  (MAE App. A.1; Cryo-EMMAE cryoemmae.md §3), peak ``base_lr · effective_batch / 256``.
+* Deterministic data order: epoch ``e`` uses ``torch.randperm(n, Generator(seed + e))``, sharded
+  over ranks (rank r takes every world-th index) and batched with drop_last. A resumed run skips
+  the batches already done, so resuming from step N gives the same weights as never stopping.
+* Checkpoints (atomic: temp file + rename) hold model, optimiser, scaler, step, every rank's RNG
+  states, the objective and model config, the data standardisation and the logged history.
+* Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, images_per_s) and ``val_log.csv``.
+* AMP (bf16, else fp16 with a GradScaler) on CUDA only. DDP when launched by ``torchrun``
+  (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files.
+
+``python -m cryolib.train --objective cryoemmae --model cpu-tiny --synthetic 8 --out-dir DIR``
+trains on synthetic blobs (a smoke test, and the DDP test's entry point under ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from cryolib.atomic import atomic_path, atomic_write_text
+from cryolib.errors import CryolibError
+from cryolib.models.objectives import OBJECTIVES, Objective, get_objective, param_groups
+from cryolib.models.vit import ViTConfig
+from cryolib.reproducibility import seed_everything
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+TRAIN_LOG_NAME = "train_log.csv"
+VAL_LOG_NAME = "val_log.csv"
+CHECKPOINT_FORMAT = "cryolib-checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings. ``batch_size`` is per process (effective batch = batch_size · world size)."""
+
+    epochs: int = 1
+    batch_size: int = 64
+    warmup_epochs: float | None = None  # None: the objective's OptimConfig.warmup_epochs
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every_steps: int = 0  # 0: checkpoint only at epoch ends and at the end
+    log_every_steps: int = 10
+    amp: bool | str = "auto"  # "auto" = on for CUDA; never on CPU
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    out_dir: str | Path | None = None  # None: nothing written to disk
+    resume: bool = False  # continue from out_dir/checkpoint.pt if it exists
+    max_steps: int | None = None  # stop early (tests); the lr schedule still spans all epochs
+    grad_clip: float | None = None  # max global grad norm; None: no clipping (Cryo-EMMAE)
+
+
+@dataclass
+class TrainResult:
+    """The trained (unwrapped) model, its logs and the last checkpoint written (None without out_dir)."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    val_history: pd.DataFrame
+    checkpoint: Path | None
+
+
+def lr_at(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    """Learning rate before iteration ``step`` (0-based): linear warm-up, then half-cycle cosine."""
+    if step < warmup_steps:
+        return peak_lr * step / warmup_steps
+    if total_steps <= warmup_steps:
+        return peak_lr
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Seeded per-epoch permutation, sharded over ranks, in batches of ``batch_size`` (drop_last)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
+        self.steps_per_epoch = (n // world_size) // batch_size
+        if self.steps_per_epoch == 0:
+            raise CryolibError(f"{n} samples are fewer than one batch of {batch_size} x {world_size} process(es); "
+                               "lower batch_size or add data")
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Select the epoch's permutation and skip its first ``skip_batches`` batches (resume)."""
+        self.epoch, self.skip = epoch, skip_batches
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        per_rank = self.n // self.world_size
+        mine = perm[self.rank : per_rank * self.world_size : self.world_size]  # [per_rank]
+        for b in range(self.skip, self.steps_per_epoch):
+            yield mine[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a cryolib checkpoint (tensors and plain types only: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CryolibError(f"checkpoint {path} not found; train first or fix the path")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CryolibError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
+                           "it is truncated or not a cryolib checkpoint") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CryolibError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return ckpt
+
+
+def check_compatible(ckpt: dict, objective: Objective, path: str | os.PathLike = "checkpoint") -> None:
+    """Raise :class:`CryolibError` unless ``ckpt`` was written by the same objective and model config."""
+    want = objective.describe()
+    if ckpt["objective"] != objective.name:
+        raise CryolibError(f"{path} was trained with objective {ckpt['objective']!r}, not {objective.name!r}; "
+                           "use the matching objective or a fresh out_dir")
+    have_cfg, want_cfg = ckpt["model_config"], want["model_config"]
+    if have_cfg != want_cfg:
+        diff = {k: (have_cfg.get(k), want_cfg.get(k)) for k in sorted(set(have_cfg) | set(want_cfg))
+                if have_cfg.get(k) != want_cfg.get(k)}
+        raise CryolibError(f"{path} holds model {have_cfg.get('name')!r}, which differs from "
+                           f"{want_cfg.get('name')!r} in (checkpoint, requested): {diff}; "
+                           "use the matching model or a fresh out_dir")
+
+
+def load_model(path: str | os.PathLike, objective: Objective | None = None,
+               map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the trained model from a checkpoint -> (model in eval mode, checkpoint dict).
+
+    Without ``objective`` the registered one named in the checkpoint is used with its model config.
+    ``ckpt["data_stats"]`` holds the standardisation to reuse at inference.
+    """
+    ckpt = load_checkpoint(path, map_location)
+    if objective is None:
+        if ckpt["objective"] not in OBJECTIVES:
+            raise CryolibError(f"{path}: objective {ckpt['objective']!r} is not registered ({', '.join(OBJECTIVES)})")
+        objective = get_objective(ckpt["objective"], ViTConfig(**ckpt["model_config"]))
+    check_compatible(ckpt, objective, path)
+    model = objective.build_model()
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
+def _rng_state(device: torch.device) -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _param_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (to check that DDP ranks agree bit for bit)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- setup helpers
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # we initialised the process group, so we destroy it
+
+
+def _setup_distributed(device_pref: str) -> _Dist:
+    """Device choice, and ``init_process_group`` when launched with WORLD_SIZE > 1."""
+    if device_pref not in ("auto", "cpu", "cuda"):
+        raise CryolibError(f"device must be 'auto', 'cpu' or 'cuda', got {device_pref!r}")
+    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise CryolibError("device 'cuda' requested but no CUDA GPU is visible; use device='cpu'")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world <= 1:
+        return _Dist(device=device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device, owns_group=owns)
+
+
+def _amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """bf16 where supported, else fp16, on CUDA only; None = fp32."""
+    if amp not in (True, False, "auto"):
+        raise CryolibError(f"amp must be True, False or 'auto', got {amp!r}")
+    if device.type != "cuda":
+        if amp is True:
+            log.warning("AMP requested on %s; AMP runs on CUDA only, training in fp32", device)
+        return None
+    if amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """Append one row (header first if new); one short write, flushed."""
+    new = not path.exists()
+    with open(path, "a") as f:
+        f.write(pd.DataFrame([row]).to_csv(index=False, header=new, lineterminator="\n"))
+        f.flush()
+
+
+def _rewrite_csv(path: Path, rows: list[dict]) -> None:
+    """Replace the log with ``rows`` atomically (fresh start or resume: drops rows past the checkpoint)."""
+    if rows:
+        atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, lineterminator="\n"))
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------- the loop
+
+
+class _Run:
+    """State of one training run: model, optimiser, sampler, step, logs; every rank holds one."""
+
+    def __init__(self, objective: Objective, dataset: Dataset, config: TrainConfig, val_dataset: Dataset | None,
+                 dist_info: _Dist):
+        self.objective, self.dataset, self.config, self.val_dataset = objective, dataset, config, val_dataset
+        self.dist = dist_info
+        self.device = self.dist.device
+        self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
+        seed_everything(config.seed)  # same initial weights on every rank
+        self.model = objective.build_model().to(self.device)
+        opt = objective.optimizer_config()
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, opt.weight_decay), lr=0.0, betas=opt.betas,
+                                           eps=opt.eps)
+        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        world = self.dist.world_size
+        self.sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, self.dist.rank, world)
+        self.spe = self.sampler.steps_per_epoch
+        self.total_steps = config.epochs * self.spe
+        warmup = opt.warmup_epochs if config.warmup_epochs is None else config.warmup_epochs
+        self.schedule = dict(peak_lr=opt.peak_lr(config.batch_size * world), warmup_steps=round(warmup * self.spe),
+                             total_steps=self.total_steps, min_lr=opt.min_lr)
+        self.step, self.history, self.val_history, self.saved_step = 0, [], [], -1
+        self.window: dict[str, float] = {}  # sums since the last log row (saved in checkpoints)
+        self.window_t0, self.timed_steps = time.perf_counter(), 0  # for images/s, this process only
+        seed_everything(config.seed + self.dist.rank)  # a different mask stream per rank
+        ckpt_path = self.path(CHECKPOINT_NAME)
+        if config.resume and ckpt_path is not None and ckpt_path.exists():
+            self._restore(load_checkpoint(ckpt_path, "cpu"), ckpt_path)  # RNG states must stay on CPU
+        elif self.dist.rank == 0 and self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt_path.exists():
+                log.warning("%s exists and resume=False: starting afresh and overwriting it", ckpt_path)
+            _rewrite_csv(self.path(TRAIN_LOG_NAME), [])
+            _rewrite_csv(self.path(VAL_LOG_NAME), [])
+        self.ddp = self.model
+        if world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def path(self, name: str) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / name
+
+    def _restore(self, ckpt: dict, path: Path) -> None:
+        """Continue exactly where ``ckpt`` stopped (same data order, RNG, optimiser moments)."""
+        check_compatible(ckpt, self.objective, path)
+        same = (ckpt["steps_per_epoch"], ckpt["world_size"], ckpt["train_config"]["batch_size"])
+        if same != (self.spe, self.dist.world_size, self.config.batch_size):
+            raise CryolibError(f"{path}: (steps/epoch, processes, batch size) were {same}, now "
+                               f"{(self.spe, self.dist.world_size, self.config.batch_size)}; resume needs the "
+                               "same data, batch size and process count (or use a fresh out_dir)")
+        if ckpt["total_steps"] != self.total_steps:
+            log.warning("resuming with %d total steps instead of %d: the lr schedule changes",
+                        self.total_steps, ckpt["total_steps"])
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"][self.dist.rank], self.device)
+        self.step = self.saved_step = ckpt["step"]
+        self.history, self.val_history = list(ckpt["history"]), list(ckpt["val_history"])
+        self.window = dict(ckpt["log_window"])
+        if self.dist.rank == 0:
+            _rewrite_csv(self.path(TRAIN_LOG_NAME), self.history)
+            _rewrite_csv(self.path(VAL_LOG_NAME), self.val_history)
+        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.spe)
+
+    def fit(self, progress: bool) -> None:
+        cfg = self.config
+        stop = self.total_steps if cfg.max_steps is None else min(self.total_steps, cfg.max_steps)
+        show = progress and self.dist.rank == 0 and sys.stderr.isatty()
+        bar = tqdm(total=stop, initial=self.step, disable=not show, desc=self.objective.name, unit="step")
+        while self.step < stop:
+            epoch, done = divmod(self.step, self.spe)
+            self.sampler.set_epoch(epoch, done)
+            # Own generator: DataLoader otherwise draws its worker base seed from the global RNG.
+            loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=cfg.num_workers,
+                                pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for batch in loader:
+                self._train_step(batch, epoch)
+                bar.update(1)
+                bar.set_postfix(loss=self.history[-1]["loss"] if self.history else float("nan"), refresh=False)
+                at_epoch_end = self.step % self.spe == 0
+                if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0 and not at_epoch_end:
+                    self.save()
+                if self.step >= stop:
+                    break
+            if self.step % self.spe == 0:
+                self._validate(epoch)
+                if self.step < stop:  # the final save below covers the last epoch
+                    self.save()
+        bar.close()
+        digests = self._gather(_param_digest(self.model))
+        if len(set(digests)) > 1:
+            raise CryolibError(f"DDP ranks ended with different parameters: {digests}")
+        self.save(extra={"rank_param_digests": digests})
+
+    def _train_step(self, batch: Any, epoch: int) -> None:
+        """One iteration: set lr, forward under autocast, backward (scaled), optional clip, step."""
+        lr = lr_at(self.step, **self.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = _to_device(batch, self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss, parts = self.objective.loss(self.ddp, batch)
+        if not torch.isfinite(loss):
+            raise CryolibError(f"loss is {float(loss)} at step {self.step}; lower the learning rate or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        for key, value in {"loss": float(loss.detach()), **parts}.items():
+            self.window[key] = self.window.get(key, 0.0) + value
+        self.window["_steps"] = self.window.get("_steps", 0.0) + 1
+        self.timed_steps += 1
+        if self.step % self.config.log_every_steps == 0 or self.step == self.total_steps:
+            self._log(epoch, lr)
+
+    def _log(self, epoch: int, lr: float) -> None:
+        """Mean of the window since the last row (averaged over ranks) -> history and train_log.csv."""
+        keys = sorted(k for k in self.window if k != "_steps")
+        sums = torch.tensor([self.window[k] for k in keys] + [self.window["_steps"]], dtype=torch.float64)
+        if self.dist.world_size > 1:
+            sums = sums.to(self.device)
+            dist.all_reduce(sums)
+            sums = sums.cpu() / self.dist.world_size
+        n_steps = float(sums[-1])
+        elapsed = max(time.perf_counter() - self.window_t0, 1e-9)
+        row = {"step": self.step, "epoch": epoch, "lr": lr, "loss": float(sums[keys.index("loss")]) / n_steps}
+        row.update({k: float(sums[i]) / n_steps for i, k in enumerate(keys) if k != "loss"})
+        row["images_per_s"] = self.timed_steps * self.config.batch_size * self.dist.world_size / elapsed
+        self.history.append(row)
+        self.window, self.window_t0, self.timed_steps = {}, time.perf_counter(), 0
+        if self.dist.rank == 0 and self.out_dir is not None:
+            _append_csv(self.path(TRAIN_LOG_NAME), row)
+
+    @torch.no_grad()
+    def _validate(self, epoch: int) -> None:
+        """Validation loss on rank 0 with a fixed mask seed (global RNG untouched: fork_rng)."""
+        if self.val_dataset is None:
+            return
+        if self.dist.rank == 0:
+            self.model.eval()
+            sums, count = {}, 0
+            loader = DataLoader(self.val_dataset, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
+            cuda = [self.device.index] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(self.config.seed)
+                for batch in loader:
+                    batch = _to_device(batch, self.device)
+                    n = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                        loss, parts = self.objective.loss(self.model, batch)
+                    for key, value in {"loss": float(loss), **parts}.items():
+                        sums[key] = sums.get(key, 0.0) + value * n
+                    count += n
+            self.model.train()
+            row = {"epoch": epoch, "step": self.step, **{f"val_{k}": v / max(count, 1) for k, v in sums.items()}}
+            self.val_history.append(row)
+            log.info("epoch %d: val_loss %.5f", epoch, row.get("val_loss", float("nan")))
+            if self.out_dir is not None:
+                _append_csv(self.path(VAL_LOG_NAME), row)
+        self._barrier()
+
+    def _gather(self, obj: Any) -> list:
+        if self.dist.world_size == 1:
+            return [obj]
+        out = [None] * self.dist.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def _barrier(self) -> None:
+        if self.dist.world_size > 1:
+            dist.barrier()
+
+    def save(self, extra: dict | None = None) -> None:
+        """Write out_dir/checkpoint.pt on rank 0 (all ranks call: the RNG states are gathered)."""
+        if self.out_dir is None or (self.step == self.saved_step and not extra):
+            return
+        rng = self._gather(_rng_state(self.device))
+        if self.dist.rank == 0:
+            desc = self.objective.describe()
+            train_cfg = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.config).items()}
+            state = {
+                "format": CHECKPOINT_FORMAT, "objective": self.objective.name, "objective_config": desc,
+                "model_config": desc["model_config"], "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.step // self.spe, "steps_per_epoch": self.spe,
+                "total_steps": self.total_steps, "world_size": self.dist.world_size, "rng": rng,
+                "sampler": {"seed": self.config.seed, "epoch": self.step // self.spe, "batch_in_epoch": self.step % self.spe},
+                "data_stats": getattr(self.dataset, "stats", None), "train_config": train_cfg,
+                "history": self.history, "val_history": self.val_history, "log_window": self.window,
+                "torch_version": str(torch.__version__), **(extra or {}),
+            }
+            save_checkpoint(self.path(CHECKPOINT_NAME), state)
+        self.saved_step = self.step
+        self._barrier()
+
+    def result(self) -> TrainResult:
+        return TrainResult(model=self.model, history=pd.DataFrame(self.history),
+                           val_history=pd.DataFrame(self.val_history), checkpoint=self.path(CHECKPOINT_NAME))
+
+
+def train(objective: Objective, dataset: Dataset, config: TrainConfig, val_dataset: Dataset | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``objective``'s model on ``dataset`` (see the module docstring); returns a :class:`TrainResult`."""
+    if config.epochs < 1 or config.batch_size < 1 or config.log_every_steps < 1:
+        raise CryolibError(f"epochs, batch_size and log_every_steps must be >= 1: {config}")
+    if config.resume and config.out_dir is None:
+        raise CryolibError("resume=True needs out_dir (where the checkpoint lives)")
+    dist_info = _setup_distributed(config.device)
+    try:
+        run = _Run(objective, dataset, config, val_dataset, dist_info)
+        run.fit(progress)
+    finally:
+        if dist_info.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+    return run.result()
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train on synthetic blob tiles (smoke runs; the DDP test launches this under torchrun)."""
+    from cryolib.tiles import TileDataset, synthetic_blob_images
+
+    p = argparse.ArgumentParser(prog="python -m cryolib.train", description=main.__doc__)
+    p.add_argument("--objective", default="cryoemmae", choices=sorted(OBJECTIVES))
+    p.add_argument("--model", default="cpu-tiny", help="size name in cryolib.models.vit.MODEL_SIZES")
+    p.add_argument("--synthetic", type=int, default=8, metavar="N", help="number of synthetic images")
+    p.add_argument("--image-px", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        data = TileDataset(synthetic_blob_images(a.synthetic, a.image_px, seed=a.seed), tile_px=64)
+        config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, warmup_epochs=a.warmup_epochs, seed=a.seed,
+                             max_steps=a.max_steps, device=a.device, out_dir=a.out_dir, resume=a.resume,
+                             log_every_steps=1)
+        result = train(get_objective(a.objective, a.model), data, config)
+    except CryolibError as err:
+        log.error("%s", err)
+        return 2
+    if not result.history.empty and int(os.environ.get("RANK", "0")) == 0:
+        log.info("final loss %.5f at step %d", result.history["loss"].iloc[-1], int(result.history["step"].iloc[-1]))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
