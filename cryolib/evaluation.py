@@ -28,8 +28,15 @@ def good_micrographs(ds: Dataset, paths: list[Path]) -> list[Path]:
 
 def evaluation_micrographs(ds: Dataset, is_training_set: bool, max_n: int = 0) -> list[Path]:
     """Micrographs scored for one analog: the test split of a training analog (Cryo-EMMAE §4.1),
-    every micrograph of an evaluation-only analog; good quality only; at most ``max_n`` (0 = all)."""
-    paths = good_micrographs(ds, ds.split("test") if is_training_set else list(ds.micrographs))
+    every micrograph of an evaluation-only analog; good quality only; at most ``max_n`` (0 = all).
+
+    A tiny training analog whose test split holds no good micrograph (the smoke profile) falls back
+    to its validation split, so it is never scored on the micrographs it was trained on.
+    """
+    if is_training_set:
+        paths = good_micrographs(ds, ds.split("test")) or good_micrographs(ds, ds.split("val"))
+    else:
+        paths = good_micrographs(ds, list(ds.micrographs))
     return paths[:max_n] if max_n else paths
 
 
