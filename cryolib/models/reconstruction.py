@@ -54,6 +54,7 @@ def reconstruction_examples(checkpoint, micrograph_path, diameter_px: float, n_t
     image = preprocess_for_training([micrograph_path], diameter_px, config, progress=False)[0]
     tiles, (rows, cols) = image_to_tiles(image, config.tile_px)
     start = (rows // 2) * cols + max(0, cols // 2 - n_tiles // 2)
+    start = max(0, min(start, len(tiles) - n_tiles))  # small micrographs: fewer tiles than asked
     chosen = torch.as_tensor(standardize(tiles[start : start + n_tiles], stats["mean"], stats["std"]), dtype=torch.float32)
     mask_ratio = float((ckpt.get("objective_config") or {}).get("mask_ratio", 0.5))
     return masked_reconstruction(model, chosen, mask_ratio, seed)
