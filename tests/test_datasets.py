@@ -95,3 +95,15 @@ def test_real_cryoppp_folder_loads(tmp_path):
 def test_not_a_dataset_folder(tmp_path):
     with pytest.raises(CryolibError, match="micrographs"):
         load_dataset(tmp_path)
+
+
+def test_stale_folder_is_rebuilt_when_asked(tmp_path):
+    from cryolib.simulate.dataset import build_dataset
+
+    root = tmp_path / "sim-10291"
+    build_dataset("sim-10291", 1, root, size_px=96, n_frames=2, seed=1, progress=False)
+    ds = build_dataset("sim-10291", 1, root, size_px=96, n_frames=2, seed=2, overwrite="if-stale", progress=False)
+    import yaml
+
+    assert yaml.safe_load((ds.root / "dataset.yaml").read_text())["seed"] == 2
+    assert len(ds.micrographs) == 1

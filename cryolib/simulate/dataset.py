@@ -104,23 +104,34 @@ def write_micrograph(root: Path, stem: str, sim, pixel_size_A: float, diameter_p
     return row
 
 
-def _check_or_start(root: Path, info: dict, overwrite: bool) -> None:
+STALE_KEYS = ("name", "seed", "size_px", "n_frames", "simulator_version", "spec")
+
+
+def _is_stale(root: Path, info: dict) -> bool:
+    """True when ``root`` holds a dataset made with other settings (registry entry, seed, sizes, physics)."""
+    import yaml
+
     existing = root / "dataset.yaml"
-    if overwrite and root.exists():
+    if not existing.is_file():
+        return False
+    old = yaml.safe_load(existing.read_text()) or {}
+    return any(old.get(k) != info.get(k) for k in STALE_KEYS)
+
+
+def _check_or_start(root: Path, info: dict, overwrite: bool | str) -> None:
+    """Start (or resume) ``root``. A folder made with other settings raises, unless ``overwrite`` is
+    True (always start afresh) or ``"if-stale"`` (start afresh only when the settings differ)."""
+    stale = _is_stale(root, info)
+    if (overwrite is True or (overwrite == "if-stale" and stale)) and root.exists():
         for sub in LAYOUT_DIRS:
             shutil.rmtree(root / sub, ignore_errors=True)
         for name in ("metadata.csv", "dataset.yaml"):
             (root / name).unlink(missing_ok=True)
-    elif existing.is_file():
-        import yaml
-
-        old = yaml.safe_load(existing.read_text()) or {}
-        keys = ("name", "seed", "size_px", "n_frames", "simulator_version")
-        if any(old.get(k) != info.get(k) for k in keys):
-            raise CryolibError(
-                f"{root} holds a dataset made with other settings "
-                f"({', '.join(f'{k}={old.get(k)}' for k in keys)}); use another --out folder or --overwrite"
-            )
+    elif stale:
+        raise CryolibError(
+            f"{root} holds a dataset made with other settings (registry entry, seed, size, frames or "
+            "simulator version); use another --out folder or --overwrite"
+        )
     write_dataset_info(root, info)
 
 
@@ -135,10 +146,14 @@ def build_dataset(
     n_frames: int = 40,
     seed: int = 0,
     keep_frames: bool = False,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     progress: bool = True,
 ) -> Dataset:
-    """Simulate ``n_micrographs`` of the analog ``name`` into ``out_dir`` (resumable); return it opened."""
+    """Simulate ``n_micrographs`` of the analog ``name`` into ``out_dir`` (resumable); return it opened.
+
+    ``overwrite``: False (resume; refuse a folder made with other settings), True (start afresh) or
+    ``"if-stale"`` (resume when the settings match, start afresh when they do not).
+    """
     spec = get_spec(name)
     if not spec.is_simulated:
         raise CryolibError(f"{spec.name} points at real data ({spec.path}); there is nothing to simulate")
