@@ -165,6 +165,7 @@ def test_same_seed_same_micrograph(structure):
         lambda: AcquisitionConfig(defocus_um=(2.0, 1.0)),
         lambda: SampleConfig(ice_thickness_nm=(0.0, 10.0)),
         lambda: SampleConfig(aggregation=2.0),
+        lambda: SampleConfig(contaminant_size_scale=0.0),
     ],
 )
 def test_bad_configs_raise(make):

@@ -98,6 +98,12 @@ def test_contaminants_are_thick_and_phase_limited():
         smp.contaminants(SHAPE, 4.0, 1, _rng(), kind="dust")
 
 
+def test_contaminant_size_scale_shrinks_them():
+    big, _, _ = smp.contaminants((512, 512), 4.0, 5, _rng(12), kind="ethane")
+    small, _, _ = smp.contaminants((512, 512), 4.0, 5, _rng(12), kind="ethane", size_scale=0.3)
+    assert 0 < small.sum() < 0.2 * big.sum()
+
+
 def test_crystalline_ice_has_dark_and_bright_grains():
     f = smp.crystalline_ice((512, 512), 4.0, _rng(7))
     assert f.shape == (512, 512) and f.dtype == np.float32

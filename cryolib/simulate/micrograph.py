@@ -93,6 +93,7 @@ class SampleConfig:
     aggregation: float = 0.0  # 0 = independent, 1 = every particle proposed next to another
     preferred_orientation: float = 0.0  # passed to potential.particle_projections
     contaminants_per_1024: float = 0.5  # Poisson mean per 1024² field
+    contaminant_size_scale: float = 1.0  # × the sizes of sample.contaminants (e.g. 0.3: particle-sized ice blobs)
     carbon_edge_probability: float = 0.0  # chance of a carbon hole edge crossing the field
 
     def __post_init__(self) -> None:
@@ -104,8 +105,8 @@ class SampleConfig:
             raise CryolibError(f"particles_per_1024 must be 0 ≤ lo ≤ hi, got {self.particles_per_1024}")
         if not (0 <= self.aggregation <= 1 and 0 <= self.carbon_edge_probability <= 1):
             raise CryolibError("aggregation and carbon_edge_probability must lie in [0, 1]")
-        if self.contaminants_per_1024 < 0 or self.ice_gradient < 0:
-            raise CryolibError("contaminants_per_1024 and ice_gradient must be ≥ 0")
+        if self.contaminants_per_1024 < 0 or self.ice_gradient < 0 or not self.contaminant_size_scale > 0:
+            raise CryolibError("contaminants_per_1024 and ice_gradient must be ≥ 0 and contaminant_size_scale > 0")
 
 
 @dataclass
@@ -180,7 +181,7 @@ def _specimen(canvas: _Canvas, acq: AcquisitionConfig, smp_cfg: SampleConfig, de
     extra = np.zeros(shape, dtype=np.float32)
     n_cont = rng.poisson(smp_cfg.contaminants_per_1024 * area_ratio)
     if n_cont:
-        mask, c_phase, extra = smp.contaminants(shape, px, n_cont, rng, voltage_kV=kv)
+        mask, c_phase, extra = smp.contaminants(shape, px, n_cont, rng, voltage_kV=kv, size_scale=smp_cfg.contaminant_size_scale)
         forbidden |= mask
         phase += c_phase
     if defect == "contamination":
@@ -213,17 +214,20 @@ def _particles(structure, canvas: _Canvas, acq: AcquisitionConfig, smp_cfg: Samp
     diameter_px = structure.diameter_A / acq.pixel_size_A
     potential = np.zeros(canvas.shape, dtype=np.float32)
     cols = ["x", "y", "diameter_px", "rot_deg", "tilt_deg", "psi_deg"]
-    n_canvas = int(round(n_field * canvas.shape[0] * canvas.shape[1] / canvas.size**2))
-    if n_canvas == 0:
+    ext = int(math.ceil(diameter_px / 2))  # centres up to a radius beyond the canvas still show
+    area = (canvas.shape[0] + 2 * ext) * (canvas.shape[1] + 2 * ext)
+    n_place = int(round(n_field * area / canvas.size**2))
+    if n_place == 0:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in cols}), potential
     if forbidden is not None:  # keep whole particles off carbon and contaminants
-        forbidden = ndimage.distance_transform_edt(~forbidden) < diameter_px / 2
-    centres = smp.place_particles(canvas.shape, n_canvas, diameter_px, rng, aggregation=smp_cfg.aggregation, forbidden_mask=forbidden)
-    centres = np.rint(centres).astype(np.int64)
+        forbidden = np.pad(ndimage.distance_transform_edt(~forbidden) < diameter_px / 2, ext)
+    shape = (canvas.shape[0] + 2 * ext, canvas.shape[1] + 2 * ext)
+    centres = smp.place_particles(shape, n_place, diameter_px, rng, aggregation=smp_cfg.aggregation, forbidden_mask=forbidden)
+    centres = np.rint(centres).astype(np.int64) - ext  # canvas px
     proj, eulers = particle_projections(structure, len(centres), acq.pixel_size_A, rng, preferred_orientation=smp_cfg.preferred_orientation)
     box = proj.shape[-1]
     for (cx, cy), img in zip(centres, proj):
-        smp._stamp(potential, img, int(cy) - box // 2, int(cx) - box // 2)
+        smp.add_patch(potential, img, int(cy) - box // 2, int(cx) - box // 2)
     x, y = centres[:, 0] - canvas.x0, centres[:, 1] - canvas.y0
     inside = (x >= 0) & (x < canvas.size) & (y >= 0) & (y < canvas.size)
     table = pd.DataFrame(

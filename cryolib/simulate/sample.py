@@ -219,7 +219,7 @@ def carbon_edge(
 
 
 # --------------------------------------------------------------------------- contaminants
-def _stamp(canvas: np.ndarray, patch: np.ndarray, y0: int, x0: int) -> None:
+def add_patch(canvas: np.ndarray, patch: np.ndarray, y0: int, x0: int) -> None:
     """Add ``patch`` into ``canvas`` with its top-left at (y0, x0), clipped to the canvas."""
     h, w = canvas.shape
     ph, pw = patch.shape
@@ -292,8 +292,8 @@ def contaminants(
             rel, t_max, extra = _blob(radius_px, rng), rng.uniform(50.0, 250.0), 1.0
         y0 = int(rng.uniform(0, h)) - rel.shape[0] // 2
         x0 = int(rng.uniform(0, w)) - rel.shape[1] // 2
-        _stamp(phys, rel * t_max, y0, x0)
-        _stamp(atten, rel * t_max * extra, y0, x0)
+        add_patch(phys, rel * t_max, y0, x0)
+        add_patch(atten, rel * t_max * extra, y0, x0)
     raw = interaction_constant(voltage_kV) * ICE_MEAN_INNER_POTENTIAL_V * phys * 10.0
     phase = CONTAMINANT_MAX_PHASE_RAD * np.tanh(raw / CONTAMINANT_MAX_PHASE_RAD)
     return phys > 5.0, phase.astype(np.float32), atten.astype(np.float32)
