@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 import cryolib
 from cryolib import preprocess as pp
+from cryolib.checkpoint import CHECKPOINT_FORMAT, load_model, save_checkpoint
 from cryolib.errors import CryolibError
 from cryolib.io import micrograph_stem, read_micrograph
 from cryolib.models.objectives import cryoemmae_objective
@@ -39,7 +40,7 @@ from cryolib.profiles import get_profile
 from cryolib.reproducibility import seed_everything
 from cryolib.results import git_commit
 from cryolib.tiles import TileDataset, tile_stats
-from cryolib.train import CHECKPOINT_FORMAT, TrainConfig, load_model, save_checkpoint, train
+from cryolib.train import TrainConfig, train
 
 __all__ = ["DEFAULT_CHECKPOINT", "PICKER_FORMAT", "METHODS", "preprocess_for_training", "pretrain_mae",
            "fit_picker", "save_picker", "load_picker", "set_reference", "min_micrograph_px",

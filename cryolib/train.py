@@ -7,6 +7,8 @@
   the batches already done, so resuming from step N gives the same weights as never stopping.
 * Checkpoints (atomic: temp file + rename) hold model, optimiser, scaler, step, every rank's RNG
   states, the objective and model config, the data standardisation and the logged history.
+  Writing, reading and checking them, and :func:`load_model`, live in :mod:`cryolib.checkpoint`
+  (re-exported here).
 * Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, images_per_s) and ``val_log.csv``.
 * AMP (bf16, else fp16 with a GradScaler) on CUDA only. DDP when launched by ``torchrun``
   (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files.
@@ -23,14 +25,12 @@ import hashlib
 import logging
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -38,10 +38,18 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from cryolib.atomic import atomic_path, atomic_write_text
+from cryolib.atomic import atomic_write_text
+from cryolib.checkpoint import (  # noqa: F401  (load_model is only re-exported)
+    CHECKPOINT_FORMAT,
+    _rng_state,
+    _set_rng_state,
+    check_compatible,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from cryolib.errors import CryolibError
 from cryolib.models.objectives import OBJECTIVES, Objective, get_objective, param_groups
-from cryolib.models.vit import ViTConfig
 from cryolib.reproducibility import seed_everything
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_LOG_NAME = "train_log.csv"
 VAL_LOG_NAME = "val_log.csv"
-CHECKPOINT_FORMAT = "cryolib-checkpoint/1"
 
 
 @dataclass
@@ -117,80 +124,7 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield mine[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
-# --------------------------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a cryolib checkpoint (tensors and plain types only: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CryolibError(f"checkpoint {path} not found; train first or fix the path")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CryolibError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
-                           "it is truncated or not a cryolib checkpoint") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CryolibError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return ckpt
-
-
-def check_compatible(ckpt: dict, objective: Objective, path: str | os.PathLike = "checkpoint") -> None:
-    """Raise :class:`CryolibError` unless ``ckpt`` was written by the same objective and model config."""
-    want = objective.describe()
-    if ckpt["objective"] != objective.name:
-        raise CryolibError(f"{path} was trained with objective {ckpt['objective']!r}, not {objective.name!r}; "
-                           "use the matching objective or a fresh out_dir")
-    have_cfg, want_cfg = ckpt["model_config"], want["model_config"]
-    if have_cfg != want_cfg:
-        diff = {k: (have_cfg.get(k), want_cfg.get(k)) for k in sorted(set(have_cfg) | set(want_cfg))
-                if have_cfg.get(k) != want_cfg.get(k)}
-        raise CryolibError(f"{path} holds model {have_cfg.get('name')!r}, which differs from "
-                           f"{want_cfg.get('name')!r} in (checkpoint, requested): {diff}; "
-                           "use the matching model or a fresh out_dir")
-
-
-def load_model(path: str | os.PathLike, objective: Objective | None = None,
-               map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the trained model from a checkpoint -> (model in eval mode, checkpoint dict).
-
-    Without ``objective`` the registered one named in the checkpoint is used with its model config.
-    ``ckpt["data_stats"]`` holds the standardisation to reuse at inference.
-    """
-    ckpt = load_checkpoint(path, map_location)
-    if objective is None:
-        if ckpt["objective"] not in OBJECTIVES:
-            raise CryolibError(f"{path}: objective {ckpt['objective']!r} is not registered ({', '.join(OBJECTIVES)})")
-        objective = get_objective(ckpt["objective"], ViTConfig(**ckpt["model_config"]))
-    check_compatible(ckpt, objective, path)
-    model = objective.build_model()
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt
-
-
-def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+# --------------------------------------------------------------------------------------------- model digest
 
 
 def _param_digest(model: nn.Module) -> str:

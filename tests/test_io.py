@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib import io
+from cryolib import coordinates, io
 from cryolib.errors import CryolibError
 
 
@@ -304,7 +304,7 @@ def test_failure_during_write_removes_temp_and_keeps_old(tmp_path, particles, mo
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io.starfile, "write", broken)
+    monkeypatch.setattr(coordinates.starfile, "write", broken)  # write_coordinates lives in cryolib.coordinates
     with pytest.raises(OSError):
         io.write_coordinates(path, particles.iloc[:1])
     assert path.read_bytes() == before

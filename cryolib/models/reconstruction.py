@@ -44,9 +44,9 @@ def reconstruction_examples(checkpoint, micrograph_path, diameter_px: float, n_t
     training mean/std, exactly as in pretraining; tiles are taken from the middle row of the tile grid.
     The mask ratio is the checkpoint objective's (0.5 for Cryo-EMMAE).
     """
+    from cryolib.checkpoint import load_model
     from cryolib.cryoemmae import preprocess_for_training, _config_from
     from cryolib.tiles import image_to_tiles, standardize
-    from cryolib.train import load_model
 
     model, ckpt = load_model(checkpoint)
     stats = ckpt.get("data_stats") or {}
