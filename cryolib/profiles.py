@@ -71,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         name="default",
         simulation=SimulationSizes(micrograph_px=512, n_frames=20, n_train_micrographs=15, n_eval_micrographs=5),
         pretrain=PretrainSizes(model="cpu-small", epochs=8, batch_size=64, warmup_epochs=1, max_tiles_per_micrograph=0),
-        picking=PickingSizes(topaz_epochs=5, topaz_epoch_size=60, n_test_micrographs=0),
+        picking=PickingSizes(topaz_epochs=2, topaz_epoch_size=30, n_test_micrographs=0),
     ),
     "full": Profile(
         name="full",
