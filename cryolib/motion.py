@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 
 _CHUNK_FRAMES = 8  # must be even (odd/even split per chunk)
 _REFINE_POINTS = 9  # local grid (per axis) on which the cross-correlation is evaluated exactly
-_COARSE = 128  # largest grid (per axis) of the first, coarse cross-correlation search
+_COARSE = 128  # smallest grid (per axis) of the first, coarse cross-correlation search
+_COARSE_Z_FRACTION = 0.9  # the coarse search keeps the band holding this much of the peak's z
+_FALSE_PEAK_P = 1e-3  # chance that noise alone gives a frame a coarse peak taken as significant
 _FINEST_SPACING_PX = 0.25  # refinement stops at this grid spacing (then a parabolic fit)
 _CONVERGED_PX = 0.01  # alignment rounds stop when no shift changes by more than this
 
@@ -87,14 +90,17 @@ def _crop_spectrum(
     return spec[:, :, : nx // 2 + 1] if nx < w else spec
 
 
-def _coarse_peak(cc: torch.Tensor, shape: tuple[int, int], max_shift_px: float) -> torch.Tensor:
-    """Grid peak ``(F, 2)`` (dx, dy) px of cropped CCs ``(F, n_cy, n_cx)`` within the limit."""
+def _coarse_peak(
+    cc: torch.Tensor, shape: tuple[int, int], max_shift_px: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid peaks ``(F, 2)`` (dx, dy) px of cropped CCs ``(F, n_cy, n_cx)`` within the limit,
+    and the CC values there ``(F,)``."""
     f, ny, nx = cc.shape
     py = torch.fft.fftfreq(ny, dtype=torch.float64) * shape[0]  # signed positions, px
     px = torch.fft.fftfreq(nx, dtype=torch.float64) * shape[1]
     inside = (py.abs()[:, None] <= max_shift_px) & (px.abs()[None, :] <= max_shift_px)
-    flat = cc.masked_fill(~inside, -torch.inf).reshape(f, -1).argmax(dim=1)
-    return torch.stack([px[flat % nx], py[flat // nx]], dim=1)
+    best, flat = cc.masked_fill(~inside, -torch.inf).reshape(f, -1).max(dim=1)
+    return torch.stack([px[flat % nx], py[flat // nx]], dim=1), best.double()
 
 
 def _parabola_offset(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
@@ -120,10 +126,7 @@ def _refine_peak(
     r = _REFINE_POINTS // 2
     offs = torch.arange(-r, r + 1, dtype=torch.float64) * spacing  # [m]
     ys, xs = start[:, 1:2] + offs[None], start[:, 0:1] + offs[None]  # [F, m]
-    hermitian = torch.full((kx.numel(),), 2.0, dtype=torch.float64)
-    hermitian[0] = 1.0
-    if n_x % 2 == 0:
-        hermitian[-1] = 1.0  # the Nyquist column of an even grid appears once
+    hermitian = _hermitian_weights(n_x, kx.numel())
     ey = torch.exp(2j * torch.pi * ys[:, :, None] * ky.double()[None, None, :])  # [F, m, Hk]
     ex = torch.exp(2j * torch.pi * kx.double()[None, :, None] * xs[:, None, :])  # [F, Wk, m]
     ex = ex * hermitian[None, :, None]
@@ -137,22 +140,41 @@ def _refine_peak(
     return torch.stack([xs[rows, ix] + dx * spacing, ys[rows, iy] + dy * spacing], dim=1)
 
 
+def _hermitian_weights(n_x: int, n_kx: int) -> torch.Tensor:
+    """How often each column of a half-plane spectrum ``(…, n_kx)`` counts in the full plane."""
+    hermitian = torch.full((n_kx,), 2.0, dtype=torch.float64)
+    hermitian[0] = 1.0
+    if n_x % 2 == 0:
+        hermitian[-1] = 1.0  # the Nyquist column of an even grid appears once
+    return hermitian
+
+
 def _find_peaks(
     cross: torch.Tensor,
+    noise_var: torch.Tensor,
     freqs: tuple[torch.Tensor, torch.Tensor, int],
     n_c: tuple[int, int],
+    n_coarse: tuple[int, int],
     shape: tuple[int, int],
     max_shift_px: float,
-) -> torch.Tensor:
-    """CC peaks ``(F, 2)``: coarse on a ≤128² grid, then exact local grids 4× finer each."""
-    n_coarse = (min(n_c[0], _COARSE), min(n_c[1], _COARSE))
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CC peaks ``(F, 2)``: coarse on an ``n_coarse`` grid, then exact local grids 4× finer each.
+
+    Also returns the significance ``(F,)`` of each coarse peak: its height over the standard
+    deviation that noise alone gives the coarse CC, from the expected noise power ``noise_var``
+    ``(Hk, Wk)`` of each term of ``cross``.
+    """
     cc = torch.fft.irfft2(_crop_spectrum(cross, n_c, n_coarse), s=n_coarse)
-    peak = _coarse_peak(cc, shape, max_shift_px)
+    peak, height = _coarse_peak(cc, shape, max_shift_px)
+    var = _crop_spectrum(noise_var[None], n_c, n_coarse)[0]
+    var = (var * _hermitian_weights(n_coarse[1], var.shape[1])).sum()
+    sd = var.sqrt() / (n_coarse[0] * n_coarse[1])
+    z = height / sd if sd > 0 else torch.where(height > 0, torch.inf, 0.0)
     spacing = max(shape[0] / n_coarse[0], shape[1] / n_coarse[1]) / 4
     while True:
         peak = _refine_peak(cross, freqs, peak, spacing)
         if spacing <= _FINEST_SPACING_PX:
-            return peak
+            return peak, z
         spacing /= 4
 
 
@@ -179,26 +201,89 @@ def _remove_smooth_component(
     return g
 
 
-def _reference_wiener(
-    power_each: torch.Tensor, total: torch.Tensor, n_frames: int, shells: torch.Tensor
-) -> torch.Tensor:
-    """Wiener weight ``(Hk, Wk)`` of a leave-one-out reference, from the frames themselves.
+def _ring_weights(
+    power_each: torch.Tensor,
+    total: torch.Tensor,
+    n_frames: int,
+    shells: torch.Tensor,
+    filt: torch.Tensor,
+    smooth_gain: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """CC weights of a leave-one-out reference, from the frames themselves.
 
     Per ring, signal power S = (|Σ a|² - Σ |a|²) / (F (F-1)) and per-frame noise power
     N = Σ |a|² / F - S (``power_each`` = Σ_f |a_f|², ``total`` = Σ_f a_f of the aligned
-    frames); the weight is S / (S + N / (F-1)). It follows the data: it low-passes smooth
-    textures, keeps the Thon rings of CTF-modulated ice and widens as the alignment improves.
+    frames). The weight is ``filt`` · S / (S + N / (F-1)) · (1 - P / N): a Wiener filter of
+    the reference, which follows the data (it low-passes smooth textures, keeps the Thon rings
+    of CTF-modulated ice and widens as the alignment improves), times the share of the noise
+    that does not come from the periodic-plus-smooth correction. That correction is solved
+    from single noisy border rows and columns, so it adds noise of power
+    P = ``smooth_gain`` · N_white (see :func:`_smooth_noise_gain`; N_white, the white noise
+    level, is estimated as the median of N / (1 + ``smooth_gain``)): at 1024² tens of times the
+    shot noise in the lowest rings. Weighting by 1 / (noise power) is what a maximum-likelihood
+    shift estimate does; without it these rings, which also carry the strongest signal of a
+    particle-free field (the ice-thickness gradient), swamped its CC with broad humps displaced
+    by their noise. N is floored at N_white + P, so the factor stays 1 where the data are
+    noise-free.
+
+    Returns the weights ``(Hk, Wk)`` float32; the noise power ``(Hk, Wk)`` of each weighted
+    cross-power term, w² (F-1) N (F S + N) (for the peak significance); and the smallest ring
+    radius (1/min(H, W) cycles/px) within which the predicted peak z — Σ w (F-1) S over the
+    root of Σ w² (S + N)(F-1)((F-1) S + N), noise and the signal's own sidelobes — reaches
+    ``_COARSE_Z_FRACTION`` of its value over the whole spectrum (the coarse search band).
     """
     n = n_frames
     power_sum = total[0].real.square() + total[0].imag.square()  # |Σ a|²
     idx = shells.flatten()
-    counts = torch.bincount(idx).clamp(min=1).double()
-    cross = torch.bincount(idx, weights=(power_sum - power_each).flatten().double()) / counts
-    each = torch.bincount(idx, weights=power_each.flatten().double()) / counts
+    counts = torch.bincount(idx).double()
+    norm = counts.clamp(min=1)
+    cross = torch.bincount(idx, weights=(power_sum - power_each).flatten().double()) / norm
+    each = torch.bincount(idx, weights=power_each.flatten().double()) / norm
     signal = (cross / (n * (n - 1))).clamp(min=0)
     noise = (each / n - signal).clamp(min=1e-30)
-    weight = signal / (signal + noise / (n - 1))
-    return weight[shells].to(torch.float32)
+    s_map, n_map = signal[shells], noise[shells]  # [Hk, Wk]
+    white = (n_map / (1 + smooth_gain)).median()
+    smooth = white * smooth_gain  # P
+    n_map = torch.maximum(n_map, white + smooth)
+    w = s_map / (s_map + n_map / (n - 1)) * (1 - smooth / n_map) * filt.double()  # [Hk, Wk]
+    noise_var = w.square() * (n - 1) * n_map * (n * s_map + n_map)
+    mean = torch.cumsum(torch.bincount(idx, weights=(w * (n - 1) * s_map).flatten()), dim=0)
+    var = noise_var + w.square() * (n - 1) ** 2 * s_map.square()
+    var = torch.cumsum(torch.bincount(idx, weights=var.flatten()), dim=0)
+    z = mean / var.sqrt().clamp(min=1e-300)
+    radius = int((z >= _COARSE_Z_FRACTION * z.max()).nonzero()[0, 0]) if z.max() > 0 else 0
+    return w.to(torch.float32), noise_var, radius
+
+
+def _smooth_noise_gain(
+    ky: torch.Tensor, kx: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """Noise power added by :func:`_remove_smooth_component`, over white noise's ``(Hk, Wk)``.
+
+    White noise of variance σ² per pixel has power σ² H W per coefficient. Its border jumps
+    (a row or column difference, variance 2σ²) have power 2σ² W and 2σ² H, and the smooth
+    part V / λ carries them as σ² [W sin²(π ky) + H sin²(π kx)] / (2 Λ²) with
+    Λ = sin²(π ky) + sin²(π kx): relative to σ² H W about 1 / (2π² n k²) on an n × n
+    frame, i.e. n / (2π² r²) in ring r (26× in ring 1 at 512², 52× at 1024²; below 1
+    beyond ring √(n/20)).
+    """
+    h, w = shape
+    sy = torch.sin(torch.pi * ky.double()).square()[:, None]
+    sx = torch.sin(torch.pi * kx.double()).square()[None, :]
+    lap = (sy + sx).square()
+    lap[0, 0] = 1.0
+    gain = (w * sy + h * sx) / (2 * h * w * lap)
+    gain[0, 0] = 0.0
+    return gain
+
+
+def _coarse_size(radius: int, shape: tuple[int, int], n_c: tuple[int, int]) -> tuple[int, int]:
+    """Coarse grid ``(n_y, n_x)``: at least ``_COARSE`` and wide enough to hold ring ``radius``."""
+    m = min(shape)
+    return tuple(
+        min(n, _good_fft_size(max(_COARSE, math.ceil(2 * (radius + 1) * side / m))))
+        for n, side in zip(n_c, shape)
+    )
 
 
 def _estimate(
@@ -226,20 +311,63 @@ def _estimate(
     filt = torch.exp(-bfactor_px2 * k2 / 4)
     shells = (k2.sqrt() * min(shape)).long()  # rings 1/min(H, W) cycles/px wide
     power_each = (g.real.square() + g.imag.square()).sum(dim=0)  # Σ_f |g_f|², shift-invariant
+    gain = _smooth_noise_gain(ky, kx, shape)
     shifts = torch.zeros(x.shape[0], 2, dtype=torch.float64)
     for it in range(n_iter):
         aligned = g * phase_ramp(-shifts, ky, kx)  # frames moved back onto the reference
         total = aligned.sum(dim=0, keepdim=True)
-        wiener = _reference_wiener(power_each, total, len(g), shells)
+        weight, noise_var, radius = _ring_weights(power_each, total, len(g), shells, filt, gain)
+        n_coarse = _coarse_size(radius, shape, n_c)
         reference = torch.sub(total, aligned, out=aligned)  # leave-one-out sums, in place
-        cross = reference.conj_physical_().mul_(g).mul_(filt * wiener)  # CC peaks at x = s_f
-        new = _find_peaks(cross, (ky, kx, n_c[1]), n_c, shape, max_shift_px)
+        cross = reference.conj_physical_().mul_(g).mul_(weight)  # CC peaks at x = s_f
+        freqs = (ky, kx, n_c[1])
+        new, z = _find_peaks(cross, noise_var, freqs, n_c, n_coarse, shape, max_shift_px)
+        weak = z < _significance_threshold(n_coarse, shape, max_shift_px)
+        new = _fill_insignificant(new, weak)
         new = new - new.mean(dim=0)
         change, shifts = float((new - shifts).abs().max()), new
-        log.debug("alignment iteration %d: max shift change %.3f px", it + 1, change)
+        log.debug(
+            "alignment iteration %d: max shift change %.3f px, coarse grid %s, peak z %.1f–%.1f",
+            it + 1, change, n_coarse, float(z.min()), float(z.max()),
+        )
         if change < _CONVERGED_PX:
             break
+    if weak.any():
+        log.info(
+            "%d of %d frames have no significant cross-correlation peak; their shifts are %s",
+            int(weak.sum()), len(weak), "zero" if weak.all() else "interpolated",
+        )
     return shifts
+
+
+def _significance_threshold(
+    n_coarse: tuple[int, int], shape: tuple[int, int], max_shift_px: float
+) -> float:
+    """Smallest coarse-peak z taken as a real peak: the level that the largest of the search
+    window's M grid samples of Gaussian noise exceeds with probability ``_FALSE_PEAK_P``."""
+    m = 1
+    for n, side in zip(n_coarse, shape):
+        m *= min(n, 2 * math.floor(max_shift_px * n / side) + 1)
+    return NormalDist().inv_cdf(1 - _FALSE_PEAK_P / max(m, 1))
+
+
+def _fill_insignificant(shifts: torch.Tensor, weak: torch.Tensor) -> torch.Tensor:
+    """Replace the shifts of frames whose CC peak is not significant (``weak``, ``(F,)`` bool).
+
+    They are interpolated linearly in frame number between the frames with significant peaks
+    (held constant beyond the first and last); with no significant peak at all, no motion.
+    A spurious peak lands anywhere within the search radius, so keeping it would misalign the
+    frame and corrupt the reference of every other frame.
+    """
+    if not bool(weak.any()):
+        return shifts
+    if bool(weak.all()):
+        return torch.zeros_like(shifts)
+    t = np.arange(len(weak))
+    good = ~weak.numpy()
+    s = shifts.numpy()
+    filled = np.stack([np.interp(t, t[good], s[good, i]) for i in range(2)], axis=1)
+    return torch.from_numpy(filled).to(shifts.dtype)
 
 
 def _check_alignment(
@@ -270,11 +398,17 @@ def estimate_shifts(
     weighted by its ring-wise signal-to-noise ratio, measured from the frames themselves,
     times a B-factor prior ``exp(-B k²/4)`` (B = ``bfactor_px2`` in px², k in cycles/px;
     100 px² halves at 0.167 cycles/px) that also sets how much of the spectrum is used.
-    Edge jumps are removed by the periodic-plus-smooth decomposition (Moisan 2011). The peak
-    within ``max_shift_px`` (default a quarter of the frame) is found on a coarse grid, then
-    refined by evaluating the CC exactly on finer local grids plus a parabolic fit. Up to
-    ``n_iter`` rounds update the reference, stopping once no shift changes by more than
-    0.01 px (3–4 rounds for ~30 frames; few-frame movies converge more slowly).
+    Edge jumps are removed by the periodic-plus-smooth decomposition (Moisan 2011); the noise
+    that this adds to the lowest frequencies is weighted down. The peak within
+    ``max_shift_px`` (default a quarter of the frame) is found on a coarse grid (at least
+    128², as wide as the band that holds most of the predicted peak significance: it covers
+    the Thon rings of a particle-free field, which lie beyond a 128² grid of a 1024² frame),
+    then refined by evaluating the CC exactly on finer local grids plus a parabolic fit. A
+    frame whose coarse peak is not significant (noise alone would reach it with probability
+    10⁻³ in the search window) gets its shift interpolated from the neighbouring frames that
+    have one; with none anywhere, the movie is taken as not moving. Up to ``n_iter`` rounds
+    update the reference, stopping once no shift changes by more than 0.01 px (3–4 rounds
+    for ~30 frames; few-frame movies converge more slowly).
     ``relative_to="first"`` gives ``s_0 = 0``; ``"mean"`` gives shifts about their mean.
     """
     x = _as_frames(frames)
