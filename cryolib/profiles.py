@@ -41,6 +41,7 @@ class PickingSizes:
 
     topaz_epochs: int  # `topaz train` epochs for the from-scratch baseline
     topaz_epoch_size: int  # minibatches per Topaz epoch
+    topaz_minibatch: int  # crops per Topaz minibatch (Topaz's default: 256)
     n_test_micrographs: int  # at most this many test micrographs scored per analog (0 = all)
 
 
@@ -65,19 +66,19 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         simulation=SimulationSizes(micrograph_px=256, n_frames=8, n_train_micrographs=5, n_eval_micrographs=2),
         pretrain=PretrainSizes(model="cpu-tiny", epochs=1, batch_size=32, warmup_epochs=0, max_tiles_per_micrograph=16),
-        picking=PickingSizes(topaz_epochs=1, topaz_epoch_size=5, n_test_micrographs=1),
+        picking=PickingSizes(topaz_epochs=1, topaz_epoch_size=5, topaz_minibatch=32, n_test_micrographs=1),
     ),
     "default": Profile(
         name="default",
         simulation=SimulationSizes(micrograph_px=512, n_frames=20, n_train_micrographs=15, n_eval_micrographs=5),
         pretrain=PretrainSizes(model="cpu-small", epochs=8, batch_size=64, warmup_epochs=1, max_tiles_per_micrograph=0),
-        picking=PickingSizes(topaz_epochs=2, topaz_epoch_size=30, n_test_micrographs=0),
+        picking=PickingSizes(topaz_epochs=2, topaz_epoch_size=20, topaz_minibatch=64, n_test_micrographs=0),
     ),
     "full": Profile(
         name="full",
         simulation=SimulationSizes(micrograph_px=1024, n_frames=40, n_train_micrographs=300, n_eval_micrographs=60),
         pretrain=PretrainSizes(model="cryoemmae", epochs=400, batch_size=128, warmup_epochs=5, max_tiles_per_micrograph=0),
-        picking=PickingSizes(topaz_epochs=400, topaz_epoch_size=1000, n_test_micrographs=0),
+        picking=PickingSizes(topaz_epochs=400, topaz_epoch_size=1000, topaz_minibatch=256, n_test_micrographs=0),
         device="auto",
     ),
 }
