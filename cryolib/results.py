@@ -58,6 +58,11 @@ def save_table(df, name: str, profile: str, root: str | os.PathLike | None = Non
 
 
 def _jsonable(value: Any) -> Any:
+    """Plain JSON/YAML types; non-finite floats become None; paths inside the repository become relative."""
+    if isinstance(value, (str, Path)) and str(value).startswith(str(REPO_ROOT) + os.sep):
+        return os.path.relpath(str(value), REPO_ROOT)
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -45,3 +45,11 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_paths_inside_the_repository_are_written_relative(results_root):
+    from cryolib.results import REPO_ROOT
+
+    path = RunRecord("nb", "smoke", 0, {"runs": REPO_ROOT / "runs" / "smoke", "other": "/elsewhere/x"}).finish()
+    entry = yaml.safe_load(path.read_text())["nb"]
+    assert entry["parameters"] == {"runs": "runs/smoke", "other": "/elsewhere/x"}
