@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from cryolib.evaluation import good_micrographs
     from cryolib.io import read_micrograph
     from cryolib.profiles import get_profile
-    from cryolib.results import results_dir
+    from cryolib.results import REPO_ROOT, results_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="default")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     throughput = [pretrain_throughput(m, d, args.pretrain_steps) for d in devices for m in sorted(models)]
     report = {
         "profile": args.profile, "dataset": ds.name, "micrograph_px": list(read_micrograph(paths[0])[0].shape),
-        "diameter_px": ds.diameter_px, "checkpoint": str(ckpt), "picking": picking, "pretraining": throughput,
+        "diameter_px": ds.diameter_px, "checkpoint": os.path.relpath(ckpt, REPO_ROOT) if ckpt.is_relative_to(REPO_ROOT) else str(ckpt), "picking": picking, "pretraining": throughput,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
     }

@@ -12,15 +12,13 @@ import pytest
 from cryolib import cryoemmae as ce
 from cryolib.cli import main
 from cryolib.io import read_coordinates, write_mrc
-from cryolib.simulate.dataset import build_dataset
 from cryolib.train import load_checkpoint
 
 
 @pytest.fixture(scope="module")
-def ds(tmp_path_factory):
-    """3 micrographs of 192 px; the same folder as tests/test_cryoemmae.py (built once per session)."""
-    root = tmp_path_factory.getbasetemp() / "sim-10291-192"
-    return build_dataset("sim-10291", 3, root, size_px=192, n_frames=4, seed=0, progress=False)
+def ds(tiny_sim_10291):
+    """3 micrographs of 192 px (2 train, 1 test); see conftest.py."""
+    return tiny_sim_10291
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ from cryolib.models.vit import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine is shared: one torch thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def n_params(module: nn.Module) -> int:

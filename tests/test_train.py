@@ -30,13 +30,7 @@ from cryolib.train import (
 SMALL = get_config("cpu-tiny", img_size=32, name="cpu-tiny-32")  # 8x8 patches: fast loop tests
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine is shared: one torch thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
