@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from cryolib.atomic import atomic_path, atomic_write_text
@@ -57,16 +58,19 @@ def save_table(df, name: str, profile: str, root: str | os.PathLike | None = Non
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON/YAML types; non-finite floats become None; paths inside the repository become relative."""
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON/YAML types: numpy/torch scalars and arrays become Python values, non-finite floats
+    become None, and paths inside the repository become relative."""
     if isinstance(value, (str, Path)) and str(value).startswith(str(REPO_ROOT) + os.sep):
         return os.path.relpath(str(value), REPO_ROOT)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -84,7 +88,7 @@ def _merge_file(path: Path, key: str, value: Any, loader, dumper) -> None:
 def write_metrics(section: str, metrics: Mapping[str, Any], profile: str, root: str | os.PathLike | None = None) -> Path:
     """Merge ``metrics`` under ``section`` (usually the notebook name) into ``metrics.json``."""
     path = results_dir(profile, root) / "metrics.json"
-    _merge_file(path, section, _jsonable(metrics), json.loads, lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n")
+    _merge_file(path, section, to_jsonable(metrics), json.loads, lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -134,7 +138,7 @@ class RunRecord:
         from cryolib.profiles import get_profile
 
         entry = {
-            "parameters": _jsonable(self.parameters),
+            "parameters": to_jsonable(self.parameters),
             "profile": get_profile(self.profile).as_dict(),
             "seed": self.seed,
             "git_commit": git_commit(),
@@ -142,7 +146,7 @@ class RunRecord:
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._t0)),
             "wall_time_s": round(time.time() - self._t0, 1),
-            **_jsonable(extra),
+            **to_jsonable(extra),
         }
         path = results_dir(self.profile, self.root) / "run.yaml"
         _merge_file(path, self.name, entry, yaml.safe_load, lambda d: yaml.safe_dump(d, sort_keys=False))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cryolib.atomic import atomic_write_text
+from cryolib.results import to_jsonable
 from cryolib.errors import CryolibError
 from cryolib.io import COORDINATE_SUFFIXES, micrograph_stem, read_coordinates
 from cryolib.metrics import RULES, average_precision, best_f1_threshold, precision_recall_curve, score_dataset
@@ -139,19 +140,6 @@ def evaluate_pick_dirs(pred_dir: str | Path, truth_dir: str | Path, diameter_px:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN/inf -> null, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _table(report: dict[str, Any]) -> str:
     cols = ["micrograph", "n_pred", "n_gt", "tp", "precision", "recall", "f1", "mean_iou"]
     rows = pd.DataFrame(report["per_micrograph"], columns=cols)
@@ -174,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     """Run ``cryolib evaluate-picks``; returns the exit code."""
     report = evaluate_pick_dirs(args.pred, args.truth, args.diameter_px, args.rule, args.threshold)
     out = Path(args.out) if args.out else Path(args.pred) / "evaluation.json"
-    atomic_write_text(out, json.dumps(_jsonable(report), indent=2) + "\n")
+    atomic_write_text(out, json.dumps(to_jsonable(report), indent=2) + "\n")
     print(_table(report))
     log.info("wrote %s", out)
     return 0

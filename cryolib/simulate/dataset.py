@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cryolib.atomic import atomic_write_text
+from cryolib.results import to_jsonable
 from cryolib.datasets import (
     Dataset,
     DatasetSpec,
@@ -71,18 +72,6 @@ def dataset_structure(spec: DatasetSpec, seed: int):
     return make_structure(spec.family, spec.diameter_A, child_rng(seed, spec.name, "structure"))
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def write_micrograph(root: Path, stem: str, sim, pixel_size_A: float, diameter_px: float, split: str, keep_frames: bool) -> dict:
     """Write one :class:`SimulatedMicrograph` into the layout; return its metadata row."""
     from cryolib.io import write_coordinates, write_movie, write_mrc
@@ -99,7 +88,7 @@ def write_micrograph(root: Path, stem: str, sim, pixel_size_A: float, diameter_p
     write_coordinates(root / "ground_truth" / "particle_coordinates" / f"{stem}.csv", coords, fmt="csv")
     poses = sim.particles.copy()
     atomic_write_text(root / "ground_truth" / "particle_poses" / f"{stem}.csv", poses.to_csv(index=False))
-    row = {"micrograph": stem, "split": split, **_jsonable(sim.meta)}
+    row = {"micrograph": stem, "split": split, **to_jsonable(sim.meta)}
     atomic_write_text(root / "meta" / f"{stem}.json", json.dumps(row, indent=1))
     return row
 
@@ -176,7 +165,7 @@ def build_dataset(
         "diameter_A": spec.diameter_A,
         "diameter_px": float(spec.diameter_px),
         "family": spec.family,
-        "spec": _jsonable(dataclasses.asdict(spec)),
+        "spec": to_jsonable(dataclasses.asdict(spec)),
     }
     _check_or_start(root, info, overwrite)
     from cryolib.simulate.micrograph import simulate_micrograph
