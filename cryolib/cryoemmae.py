@@ -35,7 +35,7 @@ from cryolib.errors import CryolibError
 from cryolib.io import micrograph_stem, read_micrograph
 from cryolib.models.objectives import cryoemmae_objective
 from cryolib.models.vit import MaskedAutoencoder, ViTConfig
-from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig, embedding_image, particle_cluster_from_reference
+from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig
 from cryolib.profiles import get_profile
 from cryolib.reproducibility import seed_everything
 from cryolib.results import git_commit
@@ -159,9 +159,13 @@ class _PretrainTiles(TileDataset):
         return {**super().stats, **self.extra}
 
 
+#: PickerConfig fields that shape the MAE's input; a pretraining checkpoint fixes them for its pickers.
+INPUT_FIELDS = ("tile_px", "scale_mode", "target_diameter_px", "target_size", "filter_oversample", "repo_parity")
+
+
 def _config_from(d: Mapping[str, Any] | None) -> PickerConfig:
-    known = {f.name for f in dataclasses.fields(PickerConfig)}
-    return PickerConfig(**{k: v for k, v in (d or {}).items() if k in known})
+    """The picker config of a pretraining checkpoint: its input settings, the clustering defaults."""
+    return PickerConfig(**{k: v for k, v in (d or {}).items() if k in INPUT_FIELDS})
 
 
 def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, out_dir: PathLike,
@@ -213,20 +217,25 @@ def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, ou
 def fit_picker(checkpoint: PathLike, train_paths: Mapping[str, Sequence[PathLike]] | Sequence[PathLike],
                reference_image_path: PathLike, reference_coords: pd.DataFrame, diameter_px: Diameter,
                seed: int = 0, reference_diameter_px: float | None = None,
-               max_tokens: int | None | str = "config") -> CryoEMMAEPicker:
+               max_tokens: int | None | str = "config", overrides: Mapping[str, Any] | None = None) -> CryoEMMAEPicker:
     """Fit the global k-means on the training micrographs' embeddings and name the particle cluster
     from ONE annotated micrograph (§3.2).
 
     ``train_paths``: micrograph paths, or {dataset name: paths}; ``diameter_px``: px, one value or a
     mapping by dataset name, path or stem. ``reference_coords``: x, y in the reference
     micrograph's px. ``max_tokens``: the k-means token cap ("config" keeps the checkpoint's
-    PickerConfig value; None uses every token, as the repository does).
+    PickerConfig value; None uses every token, as the repository does). ``overrides``: other
+    :class:`PickerConfig` fields to change (e.g. ``{"particle_fraction": 0.04}``, the repository's).
     """
     model, ckpt = load_model(checkpoint)
     stats = ckpt.get("data_stats") or {}
     if "mean" not in stats or "std" not in stats:
         raise CryolibError(f"{checkpoint} stores no tile mean/std; pretrain it with cryolib.cryoemmae.pretrain_mae")
-    cfg = dataclasses.replace(_config_from(stats.get("picker_config")), seed=int(seed))
+    cfg = _config_from(stats.get("picker_config"))
+    unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(PickerConfig)}
+    if unknown:
+        raise CryolibError(f"unknown picker settings {sorted(unknown)}; see cryolib.pick.cluster.PickerConfig")
+    cfg = dataclasses.replace(cfg, **dict(overrides or {}), seed=int(seed))
     if max_tokens != "config":
         cfg.max_tokens = max_tokens  # type: ignore[assignment]
     groups = dict(train_paths) if isinstance(train_paths, Mapping) else {None: list(train_paths)}
@@ -258,20 +267,13 @@ def set_reference(picker: CryoEMMAEPicker, image: np.ndarray, coords: pd.DataFra
     """
     if picker.kmeans is None:
         raise CryolibError("the picker is not fitted; fit_picker or load_picker first")
-    if not isinstance(coords, pd.DataFrame) or not {"x", "y"} <= set(coords.columns) or len(coords) == 0:
-        raise CryolibError("reference coordinates need at least one particle with columns x, y (px)")
-    d = pp.check_diameter(diameter_px)
     img = pp.check_image(image, "reference micrograph")
-    cfg = picker.config
-    _check_size(cfg, img.shape, d, "reference micrograph")
-    pre = cfg.preprocess(img, d)
-    emb = embedding_image(picker.model, pre.image, cfg.tile_px, picker.mean, picker.std, cfg.batch_size)
-    x, y = pre.to_working(coords["x"].to_numpy(float), coords["y"].to_numpy(float))
-    cluster = particle_cluster_from_reference(picker.kmeans, emb, pd.DataFrame({"x": x, "y": y}),
-                                              pre.diameter_px_working, picker.token_px, cfg.ref_box_frac)
-    if cluster != picker.particle_cluster:
-        log.info("reference re-named the particle cluster: %s -> %d", picker.particle_cluster, cluster)
-    return dataclasses.replace(picker, particle_cluster=cluster)
+    _check_size(picker.config, img.shape, pp.check_diameter(diameter_px), "reference micrograph")
+    before = picker.particle_cluster
+    new = dataclasses.replace(picker).name_particle_cluster(img, coords, diameter_px)
+    if new.particle_cluster != before:
+        log.info("reference re-named the particle cluster: %s -> %d", before, new.particle_cluster)
+    return new
 
 
 # --------------------------------------------------------------------------- picker files

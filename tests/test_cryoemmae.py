@@ -5,6 +5,8 @@ cpu-tiny model, 192 px micrographs, one short epoch: this checks the plumbing, n
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,6 +46,19 @@ def test_pretrain_writes_checkpoint_log_and_stats(trained):
     assert 0 < stats["std"] < 1 and 0 < stats["mean"] < 1 and stats["tile_px"] == 64
     assert stats["picker_config"]["scale_mode"] == "diameter"
     assert state["model_config"]["name"] == "cpu-tiny" and state["objective"] == "cryoemmae"
+
+
+def test_fit_picker_overrides(trained, ds):
+    ckpt, *_ = trained
+    train = ds.split("train")[:2]
+    coords = ds.coordinates(train[0].stem)
+    repo = ce.fit_picker(ckpt, train, train[0], coords, ds.diameter_px,
+                         overrides={"standardize_tokens": False, "reference_cluster_rule": "count"})
+    assert not repo.config.standardize_tokens and repo.config.reference_cluster_rule == "count"
+    measured = ce.fit_picker(ckpt, train, train[0], coords, ds.diameter_px, overrides={"particle_fraction": None})
+    assert measured.particle_fraction == pytest.approx(measured.reference_fraction)
+    with pytest.raises(CryolibError, match="unknown picker settings"):
+        ce.fit_picker(ckpt, train, train[0], coords, ds.diameter_px, overrides={"fraction": 0.1})
 
 
 def test_save_load_gives_identical_picks(trained, ds):
@@ -96,6 +111,8 @@ def test_set_reference_returns_a_refitted_copy(trained, ds):
     new = ce.set_reference(picker, image, ds.coordinates(stem), ds.diameter_px)
     assert new is not picker and 0 <= new.particle_cluster < picker.config.global_k
     assert new.kmeans is picker.kmeans
+    truth = ds.coordinates(stem)
+    assert new.reference_fraction == pytest.approx(len(truth) * math.pi * ds.diameter_px**2 / 4 / image.size)
     with pytest.raises(CryolibError, match="at least one particle"):
         ce.set_reference(picker, image, ds.coordinates(stem).iloc[:0], ds.diameter_px)
 

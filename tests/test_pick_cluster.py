@@ -6,6 +6,8 @@ separate; the trained MAE is checked by the study itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,6 +154,35 @@ def test_particle_cluster_from_reference_picks_the_cluster_under_the_boxes():
         cl.particle_cluster_from_reference(km, emb, pd.DataFrame({"x": [-500.0], "y": [-500.0]}), 24, TOKEN)
 
 
+def test_reference_cluster_rules_f1_discounts_a_cluster_that_covers_everything():
+    # tokens are 1-D values equal to their cluster's centre: cluster 0 (value 0) is the
+    # background over most of the map, cluster 1 (value 10) sits only inside particles
+    labels = np.zeros((32, 32), int)
+    refs = pd.DataFrame({"x": [30.0, 70.0, 110.0], "y": [30.0, 70.0, 110.0]})  # working px
+    inside = cl.reference_token_mask(labels.shape, refs, diameter_px_working=24, token_px=TOKEN)
+    rows, cols = np.nonzero(inside)
+    core = (rows % 2 == 0) & (cols % 2 == 0)  # a quarter of each particle square: cluster 1
+    labels[rows[core], cols[core]] = 1
+    emb = (10.0 * labels[..., None]).astype(np.float32)
+    km = cl.NearestCentres(np.array([[0.0], [10.0], [50.0]]))
+    assert inside.sum() > 2 * core.sum()  # cluster 0 holds most particle tokens...
+    assert cl.particle_cluster_from_reference(km, emb, refs, 24, TOKEN, rule="count") == 0
+    assert cl.particle_cluster_from_reference(km, emb, refs, 24, TOKEN, rule="f1") == 1  # ...cluster 1 marks them
+    with pytest.raises(CryolibError, match="unknown particle-cluster rule"):
+        cl.particle_cluster_from_reference(km, emb, refs, 24, TOKEN, rule="vote")
+
+
+def test_standardize_embedding_removes_a_micrograph_wide_shift():
+    emb = np.random.default_rng(4).normal(size=(20, 30, 5)).astype(np.float32)
+    z = cl.standardize_embedding(emb)
+    np.testing.assert_allclose(z.mean((0, 1)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std((0, 1)), 1, atol=1e-5)
+    scale, shift = np.array([0.5, 2, 3, 1, 7]), np.array([-4, 0, 9, 1, 2])  # dose, ice, contrast per channel
+    np.testing.assert_allclose(cl.standardize_embedding(emb * scale + shift), z, atol=1e-4)
+    flat = np.ones((4, 4, 2), np.float32)
+    assert np.isfinite(cl.standardize_embedding(flat)).all() and (cl.standardize_embedding(flat) == 0).all()
+
+
 def test_sequential_clustering_recovers_the_particle_tokens():
     emb, truth, blobs = _two_population_embedding()
     km = cl.fit_global_kmeans([emb], k=4, n_threads=1)
@@ -263,7 +294,22 @@ def test_picker_stages_and_state_round_trip(fitted_picker):
     state = picker.state_dict()
     assert isinstance(state["centres"], np.ndarray) and state["config"]["ks"] == [3, 4, 5]
     again = cl.CryoEMMAEPicker.from_state(StubEncoder(), state)
+    assert again.reference_fraction == picker.reference_fraction
     pd.testing.assert_frame_equal(again.pick(mics[3][0], 24.0), picks)
+    old = {**state, "config": {k: v for k, v in state["config"].items() if k != "standardize_tokens"}}
+    assert cl.CryoEMMAEPicker.from_state(StubEncoder(), old).config.standardize_tokens is False  # predates it
+
+
+def test_picker_particle_fraction_paper_default_or_measured_on_the_reference(fitted_picker):
+    picker, mics = fitted_picker
+    img, truth = mics[0]
+    expected = len(truth) * np.pi * 24.0**2 / 4 / img.size
+    assert picker.reference_fraction == pytest.approx(expected)
+    assert picker.particle_fraction == 0.04  # the paper's value unless the config asks for the measured one
+    measured = dataclasses.replace(picker, config=dataclasses.replace(picker.config, particle_fraction=None))
+    assert measured.particle_fraction == pytest.approx(expected)
+    with pytest.raises(CryolibError, match="no particle fraction"):
+        _ = cl.CryoEMMAEPicker(StubEncoder(), config=cl.PickerConfig(particle_fraction=None)).particle_fraction
 
 
 def test_picker_with_the_cpu_tiny_mae_runs_end_to_end():
