@@ -20,3 +20,10 @@ def test_profile_names_match_keys():
 def test_unknown_profile_lists_choices():
     with pytest.raises(CryolibError, match="smoke, default, full"):
         get_profile("huge")
+
+
+def test_micrographs_per_role():
+    sizes = get_profile("default").simulation
+    assert sizes.micrographs_for(["cryoemmae_train", "draco_eval"]) == sizes.n_train_micrographs
+    assert sizes.micrographs_for(["generalisation"]) == sizes.n_generalisation_micrographs
+    assert sizes.micrographs_for(["cryoemmae_eval"]) == sizes.micrographs_for([]) == sizes.n_eval_micrographs
