@@ -124,7 +124,7 @@ def _check_or_start(root: Path, info: dict, overwrite: bool | str) -> None:
     write_dataset_info(root, info)
 
 
-SIMULATOR_VERSION = 2  # bump when the physics changes, so stale folders are not resumed (2: robust motion correction)
+SIMULATOR_VERSION = 3  # bump when the physics changes, so stale folders are not resumed (2: robust motion correction; 3: carbon-edge fix)
 
 
 def build_dataset(
