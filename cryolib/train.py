@@ -11,7 +11,8 @@
   (re-exported here).
 * Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, images_per_s) and ``val_log.csv``.
 * AMP (bf16, else fp16 with a GradScaler) on CUDA only. DDP when launched by ``torchrun``
-  (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files.
+  (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files. Process groups,
+  devices and the sampler live in :mod:`cryolib.distributed`.
 
 ``python -m cryolib.train --objective cryoemmae --model cpu-tiny --synthetic 8 --out-dir DIR``
 trains on synthetic blobs (a smoke test, and the DDP test's entry point under ``torchrun``).
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -29,13 +29,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cryolib.atomic import atomic_write_text
@@ -47,6 +47,16 @@ from cryolib.checkpoint import (  # noqa: F401  (load_model is only re-exported)
     load_checkpoint,
     load_model,
     save_checkpoint,
+)
+from cryolib.distributed import (
+    Dist,
+    EpochBatchSampler,
+    amp_dtype,
+    barrier,
+    gather,
+    param_digest,
+    setup_distributed,
+    to_device,
 )
 from cryolib.errors import CryolibError
 from cryolib.models.objectives import OBJECTIVES, Objective, get_objective, param_groups
@@ -98,96 +108,7 @@ def lr_at(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int, min
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class EpochBatchSampler(Sampler[list[int]]):
-    """Seeded per-epoch permutation, sharded over ranks, in batches of ``batch_size`` (drop_last)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
-        self.steps_per_epoch = (n // world_size) // batch_size
-        if self.steps_per_epoch == 0:
-            raise CryolibError(f"{n} samples are fewer than one batch of {batch_size} x {world_size} process(es); "
-                               "lower batch_size or add data")
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        """Select the epoch's permutation and skip its first ``skip_batches`` batches (resume)."""
-        self.epoch, self.skip = epoch, skip_batches
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch - self.skip
-
-    def __iter__(self) -> Iterator[list[int]]:
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        per_rank = self.n // self.world_size
-        mine = perm[self.rank : per_rank * self.world_size : self.world_size]  # [per_rank]
-        for b in range(self.skip, self.steps_per_epoch):
-            yield mine[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-
-
-# --------------------------------------------------------------------------------------------- model digest
-
-
-def _param_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer (to check that DDP ranks agree bit for bit)."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------- setup helpers
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
-    owns_group: bool = False  # we initialised the process group, so we destroy it
-
-
-def _setup_distributed(device_pref: str) -> _Dist:
-    """Device choice, and ``init_process_group`` when launched with WORLD_SIZE > 1."""
-    if device_pref not in ("auto", "cpu", "cuda"):
-        raise CryolibError(f"device must be 'auto', 'cpu' or 'cuda', got {device_pref!r}")
-    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise CryolibError("device 'cuda' requested but no CUDA GPU is visible; use device='cpu'")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    if world <= 1:
-        return _Dist(device=device)
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return _Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device, owns_group=owns)
-
-
-def _amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """bf16 where supported, else fp16, on CUDA only; None = fp32."""
-    if amp not in (True, False, "auto"):
-        raise CryolibError(f"amp must be True, False or 'auto', got {amp!r}")
-    if device.type != "cuda":
-        if amp is True:
-            log.warning("AMP requested on %s; AMP runs on CUDA only, training in fp32", device)
-        return None
-    if amp is False:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -213,7 +134,7 @@ class _Run:
     """State of one training run: model, optimiser, sampler, step, logs; every rank holds one."""
 
     def __init__(self, objective: Objective, dataset: Dataset, config: TrainConfig, val_dataset: Dataset | None,
-                 dist_info: _Dist):
+                 dist_info: Dist):
         self.objective, self.dataset, self.config, self.val_dataset = objective, dataset, config, val_dataset
         self.dist = dist_info
         self.device = self.dist.device
@@ -223,7 +144,7 @@ class _Run:
         opt = objective.optimizer_config()
         self.optimizer = torch.optim.AdamW(param_groups(self.model, opt.weight_decay), lr=0.0, betas=opt.betas,
                                            eps=opt.eps)
-        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         world = self.dist.world_size
         self.sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, self.dist.rank, world)
@@ -302,7 +223,7 @@ class _Run:
                 if self.step < stop:  # the final save below covers the last epoch
                     self.save()
         bar.close()
-        digests = self._gather(_param_digest(self.model))
+        digests = self._gather(param_digest(self.model))
         if len(set(digests)) > 1:
             raise CryolibError(f"DDP ranks ended with different parameters: {digests}")
         self.save(extra={"rank_param_digests": digests})
@@ -312,7 +233,7 @@ class _Run:
         lr = lr_at(self.step, **self.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = _to_device(batch, self.device)
+        batch = to_device(batch, self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss, parts = self.objective.loss(self.ddp, batch)
         if not torch.isfinite(loss):
@@ -363,7 +284,7 @@ class _Run:
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(self.config.seed)
                 for batch in loader:
-                    batch = _to_device(batch, self.device)
+                    batch = to_device(batch, self.device)
                     n = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
                     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                         loss, parts = self.objective.loss(self.model, batch)
@@ -379,15 +300,10 @@ class _Run:
         self._barrier()
 
     def _gather(self, obj: Any) -> list:
-        if self.dist.world_size == 1:
-            return [obj]
-        out = [None] * self.dist.world_size
-        dist.all_gather_object(out, obj)
-        return out
+        return gather(obj, self.dist.world_size)
 
     def _barrier(self) -> None:
-        if self.dist.world_size > 1:
-            dist.barrier()
+        barrier(self.dist.world_size)
 
     def save(self, extra: dict | None = None) -> None:
         """Write out_dir/checkpoint.pt on rank 0 (all ranks call: the RNG states are gathered)."""
@@ -424,7 +340,7 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig, val_datas
         raise CryolibError(f"epochs, batch_size and log_every_steps must be >= 1: {config}")
     if config.resume and config.out_dir is None:
         raise CryolibError("resume=True needs out_dir (where the checkpoint lives)")
-    dist_info = _setup_distributed(config.device)
+    dist_info = setup_distributed(config.device)
     try:
         run = _Run(objective, dataset, config, val_dataset, dist_info)
         run.fit(progress)

@@ -12,13 +12,13 @@ import torch
 import torch.multiprocessing as mp
 
 import cryolib.train as train_mod
+from cryolib.distributed import param_digest
 from cryolib.errors import CryolibError
 from cryolib.models.objectives import MAEObjective, OptimConfig, cryoemmae_objective, mae_objective
 from cryolib.models.vit import get_config
 from cryolib.tiles import TileDataset, image_to_tiles, synthetic_blob_images, tile_stats, tiles_to_grid
 from cryolib.train import (
     CHECKPOINT_NAME,
-    EpochBatchSampler,
     TrainConfig,
     load_checkpoint,
     load_model,
@@ -56,22 +56,6 @@ def test_lr_schedule_warmup_then_half_cosine():
     assert lr_at(0, peak_lr=1e-3, warmup_steps=0, total_steps=10) == pytest.approx(1e-3)
     values = [lr_at(s, **kw) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(values, values[1:]))
-
-
-def test_sampler_is_seeded_sharded_and_skippable():
-    s0 = EpochBatchSampler(23, 4, seed=3, rank=0, world_size=2)
-    s1 = EpochBatchSampler(23, 4, seed=3, rank=1, world_size=2)
-    assert s0.steps_per_epoch == 2  # 11 per rank, drop_last
-    b0, b1 = list(s0), list(s1)
-    flat0, flat1 = sum(b0, []), sum(b1, [])
-    assert not set(flat0) & set(flat1)
-    assert b0 == list(EpochBatchSampler(23, 4, seed=3, rank=0, world_size=2))  # same seed, same epoch
-    s0.set_epoch(1)
-    assert list(s0) != b0
-    s0.set_epoch(1, skip_batches=1)
-    assert len(s0) == 1 and list(s0) == list(EpochBatchSampler(23, 4, 4, 0, 2))[1:]  # Generator(seed + epoch)
-    with pytest.raises(CryolibError, match="fewer than one batch"):
-        EpochBatchSampler(3, 4, seed=0)
 
 
 # --------------------------------------------------------------------------------------------- tiles
@@ -235,6 +219,6 @@ def test_ddp_two_gloo_processes_agree(tmp_path):
     digests = ckpt["rank_param_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     model, _ = load_model(out / CHECKPOINT_NAME)
-    assert train_mod._param_digest(model) == digests[0]
+    assert param_digest(model) == digests[0]
     assert ckpt["steps_per_epoch"] == 2  # 16 tiles / 2 ranks / batch 4
     assert ckpt["rng"][0]["torch"].ne(ckpt["rng"][1]["torch"]).any()  # ranks draw different masks
