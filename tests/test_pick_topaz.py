@@ -97,10 +97,6 @@ def test_bad_inputs(tmp_path):
         tp.pick_pretrained([tmp_path / "missing.mrc"], DIAMETER_PX)
     with pytest.raises(CryolibError, match="2-D"):
         tp.pick_pretrained({"a": np.zeros((4, 64, 64))}, DIAMETER_PX)
-    with pytest.raises(CryolibError, match="unknown Topaz-Denoise model"):
-        tp.denoise_topaz(images["mic0"], model="unet9")
-    with pytest.raises(CryolibError, match="2-D"):
-        tp.denoise_topaz(np.zeros((2, 8, 8)))
 
 
 def test_bad_training_inputs(tmp_path):
@@ -128,6 +124,15 @@ def test_best_epoch_by_validation_auprc(tmp_path):
     curve.write_text("\n".join(r for r in rows if "test" not in r) + "\n")
     epoch, auprc = tp._best_epoch(curve, models)
     assert epoch == 3 and math.isnan(auprc)  # no validation: the last epoch
+
+
+def test_validation_curve_reads_the_test_rows(tmp_path):
+    rows = ["epoch,iter,split,loss,auprc", "1,1,train,0.7,-", "1,1,test,0.6,0.4", "2,2,train,0.5,-", "2,2,test,0.5,0.7"]
+    (tmp_path / "training_curve.csv").write_text("\n".join(rows) + "\n")
+    curve = tp.validation_curve(tmp_path)
+    assert curve["epoch"].tolist() == [1, 2] and curve["auprc"].tolist() == [0.4, 0.7]
+    with pytest.raises(CryolibError, match="does not exist"):
+        tp.validation_curve(tmp_path / "nowhere")
 
 
 def test_failed_topaz_command_reports_stderr(tmp_path, monkeypatch):
@@ -175,46 +180,8 @@ def test_train_from_scratch_then_pick(tmp_path):
                                   epochs=1, epoch_size=2, minibatch_size=16,
                                   val_images={"mic2": images["mic2"]}, val_coords={"mic2": coords["mic2"]})
     assert model.is_file() and model.suffix == ".sav"
-    curve = pd.read_csv(tmp_path / "run" / "training_curve.csv")
-    assert (curve["split"] == "test").sum() == 1
+    curve = tp.validation_curve(tmp_path / "run")
+    assert list(curve.columns) == ["epoch", "loss", "auprc"] and curve["epoch"].tolist() == [1]
+    assert 0 <= curve["auprc"].iloc[0] <= 1
     picks = tp.pick_with_model({"mic2": images["mic2"]}, model, DIAMETER_PX)
     _check_picks(picks, {"mic2": images["mic2"]})
-
-
-def _noisy_pattern(size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[:size, :size]
-    clean = np.sin(xx / 12.0) * np.cos(yy / 17.0)
-    return clean, (clean + np.random.default_rng(seed).normal(0, 1, clean.shape)).astype(np.float32)
-
-
-def _high_frequency_std(image: np.ndarray) -> float:
-    return float(np.std(np.diff(image, axis=1)))
-
-
-@pytest.mark.slow
-def test_denoise_reduces_noise():
-    clean, noisy = _noisy_pattern()
-    out = tp.denoise_topaz(noisy, model="unet_L2_v0.2.2")
-    assert out.shape == noisy.shape and out.dtype == np.float32 and np.isfinite(out).all()
-    assert _high_frequency_std(out) < 0.5 * _high_frequency_std(noisy)
-    assert np.mean((out - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
-
-
-@pytest.mark.slow
-def test_denoise_fallback_loader_matches(monkeypatch):
-    """The packaging-bug path (pkg_resources missing) builds the net and loads the wheel file directly."""
-    import topaz.denoising.models as dn_models
-
-    _, noisy = _noisy_pattern(size=64)
-    tp._load_denoiser.cache_clear()
-    expected = tp.denoise_topaz(noisy, model="unet")
-
-    def broken(pkg, path, map_location="cpu"):
-        raise RuntimeError(f"Could not load resource {pkg}/{path}")
-
-    monkeypatch.setattr(dn_models, "load_state_dict_from_pkg", broken)
-    tp._load_denoiser.cache_clear()
-    try:
-        np.testing.assert_allclose(tp.denoise_topaz(noisy, model="unet"), expected, rtol=1e-5, atol=1e-5)
-    finally:
-        tp._load_denoiser.cache_clear()

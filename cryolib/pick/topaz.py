@@ -1,4 +1,4 @@
-"""Topaz (topaz-em 0.3.20) as a real peer: pretrained and from-scratch picking, and Topaz-Denoise.
+"""Topaz (topaz-em 0.3.20) as a real peer picker: pretrained and trained from scratch.
 
 Scale convention (methods.md, Topaz section): Topaz's pickers work at ~4–8 Å/px with a
 particle radius of ~8 px, so micrographs are Fourier-downsampled by an integer factor
@@ -6,17 +6,17 @@ particle radius of ~8 px, so micrographs are Fourier-downsampled by an integer f
 does, and picks are scaled back to input pixels. Scores are Topaz's logits
 (threshold 0 ⇔ p ≥ 0.5).
 
-How Topaz is driven: preprocessing, scoring + non-maximum suppression (the body of
-``topaz extract``) and denoising call topaz's Python functions in-process; training runs
+How Topaz is driven: preprocessing and scoring + non-maximum suppression (the body of
+``topaz extract``) call topaz's Python functions in-process; training runs
 ``topaz train`` in a subprocess through a small seeded launcher (Topaz has no seed flag,
 and its crop sampler draws an unseeded ``np.random.default_rng()``; the launcher seeds
 Python/NumPy/torch and that generator so that the same seed gives the same model).
+Topaz-Denoise lives in :mod:`cryolib.topaz_denoise`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence, Union
 
@@ -37,8 +36,8 @@ from cryolib.errors import CryolibError
 from cryolib.io import COORDINATE_COLUMNS, micrograph_stem, read_micrograph, write_mrc
 
 __all__ = [
-    "PRETRAINED_PICKERS", "TRAINABLE_MODELS", "DENOISERS", "topaz_version", "topaz_scale_factor",
-    "prepare_micrographs", "pick_pretrained", "pick_with_model", "train_from_scratch", "denoise_topaz",
+    "PRETRAINED_PICKERS", "TRAINABLE_MODELS", "topaz_version", "topaz_scale_factor",
+    "prepare_micrographs", "pick_pretrained", "pick_with_model", "train_from_scratch", "validation_curve",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,9 +46,6 @@ Images = Union[Mapping[str, np.ndarray], Sequence[Union[str, os.PathLike]]]
 
 PRETRAINED_PICKERS = ("resnet8_u32", "resnet8_u64", "resnet16_u32", "resnet16_u64")
 TRAINABLE_MODELS = ("resnet6", "resnet8", "resnet16", "conv31", "conv63", "conv127")
-# Topaz-Denoise 2-D models shipped in the wheel: topaz's alias -> file stem in topaz/pretrained/denoise/.
-DENOISERS = {"unet": "unet_L2_v0.2.2", "unet-small": "unet_small_L1_v0.2.2",
-             "fcnn": "fcnn_L1_v0.2.2", "affine": "affine_L1_v0.2.2"}
 # Runs `topaz <argv>` after seeding; argv[1] is the seed (see module docstring).
 _SEEDED_TOPAZ = (
     "import itertools, sys, random, numpy as np, torch\n"
@@ -347,74 +343,17 @@ def _select_model(out: Path, prefix: Path, epochs: int) -> Path:
     return models[best]
 
 
-def _denoiser_alias(model: str) -> str:
-    """Topaz's alias for a denoiser given as alias (``"unet"``) or file stem (``"unet_L2_v0.2.2"``)."""
-    stem = model.removesuffix(".sav")
-    for alias, file_stem in DENOISERS.items():
-        if stem in (alias, file_stem):
-            return alias
-    raise CryolibError(f"unknown Topaz-Denoise model {model!r}; choose one of "
-                       f"{', '.join(f'{a} ({s})' for a, s in DENOISERS.items())}")
+def validation_curve(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Per-epoch validation loss and AUPRC ``[epoch, loss, auprc]`` of a :func:`train_from_scratch` run.
 
-
-@functools.lru_cache(maxsize=4)
-def _load_denoiser(alias: str):
-    """Topaz-Denoise pretrained network by alias, eval mode, on CPU.
-
-    Topaz's loader tries importlib.resources on the *module* ``topaz.denoising.models`` (fails:
-    "not a package"), then ``pkg_resources`` (works with setuptools < 81, as pinned). If that
-    fails too ("Could not load resource ..."), build the net as topaz does and load the wheel's file.
+    Read from ``run_dir/training_curve.csv`` (Topaz's train/test curve); empty without a
+    validation set. AUPRC is Topaz's per-pixel area under the precision-recall curve.
     """
-    import torch
-    import topaz
-    from topaz.denoising import models as dn_models
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-            return dn_models.load_model(alias).eval()
-    except RuntimeError as err:  # the packaging bug in methods.md
-        log.warning("topaz's denoiser loader failed (%s); loading %s from the wheel directly", err, alias)
-    file_name = DENOISERS[alias] + ".sav"
-    path = Path(topaz.__file__).parent / "pretrained" / "denoise" / file_name
+    path = Path(run_dir) / "training_curve.csv"
     if not path.is_file():
-        raise CryolibError(f"Topaz-Denoise model file {path} is missing from the installed topaz-em")
-    net = _denoiser_architecture(file_name)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
-    return net.eval()
-
-
-def _denoiser_architecture(file_name: str):
-    """The architecture topaz 0.3.20 pairs with each shipped 2-D denoiser file."""
-    from topaz.denoising.models import DenoiseNet2, UDenoiseNet, UDenoiseNetSmall
-    from topaz.filters import AffineDenoise
-
-    return {"unet_L2_v0.2.2.sav": lambda: UDenoiseNet(base_width=11, top_width=5),
-            "unet_small_L1_v0.2.2.sav": lambda: UDenoiseNetSmall(width=11, top_width=5),
-            "fcnn_L1_v0.2.2.sav": lambda: DenoiseNet2(64, width=11),
-            "affine_L1_v0.2.2.sav": lambda: AffineDenoise(max_size=31)}[file_name]()
-
-
-def denoise_topaz(image: np.ndarray, model: str = "unet", patch_size: int = 1024, padding: int = 500,
-                  device: int = -1) -> np.ndarray:
-    """Topaz-Denoise a float (H, W) micrograph with a shipped pretrained model (``topaz denoise`` defaults).
-
-    ``patch_size``/``padding`` (px) tile large images as ``topaz denoise -s/-p``; the output
-    keeps the input's mean and standard deviation scale, shape and float32 dtype.
-    """
-    alias = _denoiser_alias(model)
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 2 or image.size == 0 or not np.isfinite(image).all():
-        raise CryolibError(f"denoise_topaz needs a finite 2-D image, got shape {image.shape}")
-    import torch
-    from topaz.denoise import Denoise, denoise_image
-
-    use_cuda = device >= 0 and torch.cuda.is_available()
-    net = _load_denoiser(alias)
-    denoiser = Denoise(torch.nn.Sequential(net), use_cuda=use_cuda)  # Denoise() only accepts exact nn types
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        out = denoise_image(image, [denoiser], lowpass=1, cutoff=0, deconvolve=False,
-                            patch_size=patch_size, padding=padding, normalize=False, use_cuda=use_cuda)
-    log.info("topaz denoise (%s): %s px in %.2f s", DENOISERS[alias], image.shape, time.perf_counter() - t0)
-    return np.asarray(out, dtype=np.float32)
+        raise CryolibError(f"{path} does not exist; point at the out_dir of a finished train_from_scratch run")
+    curve = pd.read_csv(path)
+    test = curve[curve["split"] == "test"]
+    return pd.DataFrame({"epoch": test["epoch"].astype(int).to_numpy(),
+                         "loss": pd.to_numeric(test["loss"], errors="coerce").to_numpy(),
+                         "auprc": pd.to_numeric(test["auprc"], errors="coerce").to_numpy()})
