@@ -253,15 +253,22 @@ def _run_topaz(argv: list[str], seed: int, log_path: Path, epoch_glob: str | Non
     log.info("topaz %s finished in %.1f s", argv[0], time.perf_counter() - t0)
 
 
+def _validation_rows(curve: pd.DataFrame) -> pd.DataFrame:
+    """``[epoch, loss, auprc]`` of the test (validation) rows of Topaz's train/test curve."""
+    test = curve[curve["split"] == "test"]
+    return pd.DataFrame({"epoch": test["epoch"].astype(int).to_numpy(),
+                         "loss": pd.to_numeric(test["loss"], errors="coerce").to_numpy(),
+                         "auprc": pd.to_numeric(test["auprc"], errors="coerce").to_numpy()})
+
+
 def _best_epoch(curve_path: Path, models: dict[int, Path]) -> tuple[int, float]:
     """Epoch with the best validation AUPRC in Topaz's train/test curve (last epoch without validation)."""
-    curve = pd.read_csv(curve_path, sep="\t")
-    test = curve[curve["split"] == "test"]
-    auprc = pd.to_numeric(test["auprc"], errors="coerce").to_numpy()
+    val = _validation_rows(pd.read_csv(curve_path, sep="\t"))
+    auprc = val["auprc"].to_numpy()
     if not np.isfinite(auprc).any():  # no validation set (or NaN throughout): the last epoch
         return max(models), math.nan
     i = int(np.nanargmax(auprc))
-    return int(test["epoch"].iloc[i]), float(auprc[i])
+    return int(val["epoch"].iloc[i]), float(auprc[i])
 
 
 def _check_training_set(images: Mapping[str, np.ndarray], coords: Mapping[str, pd.DataFrame], what: str) -> None:
@@ -352,8 +359,4 @@ def validation_curve(run_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(run_dir) / "training_curve.csv"
     if not path.is_file():
         raise CryolibError(f"{path} does not exist; point at the out_dir of a finished train_from_scratch run")
-    curve = pd.read_csv(path)
-    test = curve[curve["split"] == "test"]
-    return pd.DataFrame({"epoch": test["epoch"].astype(int).to_numpy(),
-                         "loss": pd.to_numeric(test["loss"], errors="coerce").to_numpy(),
-                         "auprc": pd.to_numeric(test["auprc"], errors="coerce").to_numpy()})
+    return _validation_rows(pd.read_csv(path))
