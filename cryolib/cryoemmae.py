@@ -7,7 +7,8 @@ One implementation for the notebooks and for ``cryolib pretrain`` / ``cryolib pi
 * :func:`fit_picker`: global k-means on the training embeddings; the particle cluster is named
   from ONE annotated micrograph (§3.2). :func:`set_reference` re-names it from another one.
 * :func:`save_picker` / :func:`load_picker`: one small file (encoder weights, k-means centres,
-  particle cluster, config, mean/std, provenance); the decoder is dropped.
+  particle cluster, config, mean/std, provenance); the decoder is dropped
+  (:mod:`cryolib.picker_file`, re-exported here).
 * :func:`pick_micrographs`: ``cryoemmae``, ``blob`` or ``topaz`` on micrograph files; picks in
   each micrograph's own px, with a score column.
 """
@@ -15,30 +16,32 @@ One implementation for the notebooks and for ``cryolib pretrain`` / ``cryolib pi
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 import cryolib
 from cryolib import preprocess as pp
-from cryolib.checkpoint import CHECKPOINT_FORMAT, load_model, save_checkpoint
+from cryolib.checkpoint import CHECKPOINT_FORMAT, load_model
 from cryolib.errors import CryolibError
 from cryolib.io import micrograph_stem, read_micrograph
 from cryolib.models.objectives import cryoemmae_objective
-from cryolib.models.vit import MaskedAutoencoder, ViTConfig
 from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig
+from cryolib.picker_file import (  # noqa: F401  (PICKER_FORMAT, save_picker, load_picker re-exported)
+    PICKER_FORMAT,
+    load_picker,
+    picker_from_file,
+    read_picker_file,
+    save_picker,
+)
 from cryolib.profiles import get_profile
 from cryolib.reproducibility import seed_everything
-from cryolib.results import git_commit
 from cryolib.tiles import TileDataset, tile_stats
 from cryolib.train import TrainConfig, train
 
@@ -50,7 +53,6 @@ log = logging.getLogger(__name__)
 
 #: The shipped picker file, used by ``cryolib pick --method cryoemmae`` without ``--checkpoint``.
 DEFAULT_CHECKPOINT = Path(cryolib.__file__).parent / "assets" / "cryoemmae_default.pt"
-PICKER_FORMAT = "cryolib-cryoemmae-picker/1"
 METHODS = ("cryoemmae", "blob", "topaz")
 
 Diameter = Union[float, Mapping[Any, float]]  # px; one value, or per path / stem / dataset name
@@ -276,85 +278,6 @@ def set_reference(picker: CryoEMMAEPicker, image: np.ndarray, coords: pd.DataFra
     return new
 
 
-# --------------------------------------------------------------------------- picker files
-def save_picker(path: PathLike, picker: CryoEMMAEPicker, model_name: str | None = None,
-                extra_card: Mapping[str, Any] | None = None, dtype: str = "float32") -> Path:
-    """Write a picker file atomically: encoder weights only (``dtype`` float32 or float16), the picker
-    state (k-means centres, particle cluster, config, mean/std), the model config, the format
-    version and provenance; ``extra_card`` (JSON-able) is stored as the model card."""
-    model = picker.model
-    if not isinstance(model, MaskedAutoencoder):
-        raise CryolibError(f"save_picker needs a MaskedAutoencoder encoder, got {type(model).__name__}")
-    if dtype not in ("float32", "float16"):
-        raise CryolibError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    name = model_name or model.cfg.name
-    if name != model.cfg.name:
-        raise CryolibError(f"model_name {name!r} does not match the picker's model config {model.cfg.name!r}")
-    state = picker.state_dict()
-    state["centres"] = torch.from_numpy(np.asarray(state["centres"], np.float32))
-    encoder = {f"encoder.{k}": v.detach().cpu().to(getattr(torch, dtype)).clone()
-               for k, v in model.encoder.state_dict().items()}
-    provenance = {"cryolib_version": cryolib.__version__, "torch_version": str(torch.__version__),
-                  "git_commit": git_commit(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    obj = {"format": PICKER_FORMAT, "model_name": name, "model_config": model.cfg.as_dict(), "encoder": encoder,
-           "encoder_dtype": dtype, "picker": state, "provenance": provenance,
-           "card": json.loads(json.dumps(dict(extra_card or {}), default=str))}  # plain types only
-    save_checkpoint(path, obj)
-    log.info("wrote picker file %s (%s, %d encoder tensors, %s)", path, name, len(encoder), dtype)
-    return Path(path)
-
-
-def _read_picker_file(path: Path, allow_pretraining: bool = False) -> dict:
-    """torch.load with every failure turned into a CryolibError that names the file and the fix.
-
-    ``allow_pretraining`` also accepts a :mod:`cryolib.train` checkpoint (returned as loaded)."""
-    fix = "pass a picker file written by cryolib.cryoemmae.save_picker"
-    if not path.is_file():
-        raise CryolibError(f"{path} not found; {fix}" + (" or a `cryolib pretrain` checkpoint" if allow_pretraining
-                                                         else ""))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CryolibError(f"{path} could not be read ({type(err).__name__}); it is truncated or not a cryolib "
-                           f"picker file or checkpoint; {fix}") from err
-    fmt = obj.get("format") if isinstance(obj, dict) else None
-    if fmt == CHECKPOINT_FORMAT:
-        if allow_pretraining:
-            return obj
-        raise CryolibError(f"{path} is a pretraining checkpoint, not a picker file; fit a picker on it "
-                           "(fit_picker, or cryolib pick --reference-coords) or " + fix)
-    if fmt != PICKER_FORMAT:
-        raise CryolibError(f"{path} is not a {PICKER_FORMAT} file (format {fmt!r}); {fix}")
-    return obj
-
-
-def load_picker(path: PathLike) -> CryoEMMAEPicker:
-    """Rebuild a fitted :class:`CryoEMMAEPicker` from :func:`save_picker`'s file (encoder in fp32, eval mode)."""
-    path = Path(path)
-    return _picker_from(_read_picker_file(path), path)
-
-
-def _picker_from(obj: dict, path: Path) -> CryoEMMAEPicker:
-    """The picker in a loaded picker file: encoder keys checked strictly (the decoder is absent by design)."""
-    try:
-        with torch.random.fork_rng(devices=[]):  # building the model must not move the caller's RNG
-            model = MaskedAutoencoder(ViTConfig(**obj["model_config"]))
-        with torch.no_grad():
-            missing, unexpected = model.load_state_dict({k: v.float() for k, v in obj["encoder"].items()},
-                                                        strict=False)
-        bad = [k for k in missing if not k.startswith("decoder.")]
-        if bad or unexpected:
-            raise CryolibError(f"encoder keys missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
-        state = dict(obj["picker"])
-        state["centres"] = np.asarray(state["centres"].float().numpy())
-        picker = CryoEMMAEPicker.from_state(model.eval(), state)
-    except (KeyError, TypeError, RuntimeError, AttributeError, CryolibError) as err:
-        raise CryolibError(f"picker file {path} does not fit this cryolib ({type(err).__name__}: "
-                           f"{str(err)[:300]}); re-create it with save_picker") from err
-    log.info("loaded picker %s (model %s, particle cluster %d)", path, obj["model_name"], picker.particle_cluster)
-    return picker
-
-
 # --------------------------------------------------------------------------- picking (§3.3)
 def _resolve_checkpoint(checkpoint: PathLike | CryoEMMAEPicker | None) -> Path | CryoEMMAEPicker:
     if isinstance(checkpoint, CryoEMMAEPicker):
@@ -376,11 +299,11 @@ def _prepare_cryoemmae(checkpoint: PathLike | CryoEMMAEPicker | None, reference:
     if isinstance(source, CryoEMMAEPicker):
         picker = source
     else:
-        obj = _read_picker_file(source, allow_pretraining=True)
+        obj = read_picker_file(source, allow_pretraining=True)
         if obj["format"] == CHECKPOINT_FORMAT:
             pretrained = obj
         else:
-            picker = _picker_from(obj, source)
+            picker = picker_from_file(obj, source)
     if picker is None and reference is None:
         raise CryolibError(f"{source} is a pretraining checkpoint without a fitted picker; pass --reference-coords "
                            "(one annotated micrograph) to fit it on the inputs, or a picker file from save_picker")

@@ -223,7 +223,7 @@ class _Run:
                 if self.step < stop:  # the final save below covers the last epoch
                     self.save()
         bar.close()
-        digests = self._gather(param_digest(self.model))
+        digests = gather(param_digest(self.model), self.dist.world_size)
         if len(set(digests)) > 1:
             raise CryolibError(f"DDP ranks ended with different parameters: {digests}")
         self.save(extra={"rank_param_digests": digests})
@@ -297,19 +297,13 @@ class _Run:
             log.info("epoch %d: val_loss %.5f", epoch, row.get("val_loss", float("nan")))
             if self.out_dir is not None:
                 _append_csv(self.path(VAL_LOG_NAME), row)
-        self._barrier()
-
-    def _gather(self, obj: Any) -> list:
-        return gather(obj, self.dist.world_size)
-
-    def _barrier(self) -> None:
         barrier(self.dist.world_size)
 
     def save(self, extra: dict | None = None) -> None:
         """Write out_dir/checkpoint.pt on rank 0 (all ranks call: the RNG states are gathered)."""
         if self.out_dir is None or (self.step == self.saved_step and not extra):
             return
-        rng = self._gather(_rng_state(self.device))
+        rng = gather(_rng_state(self.device), self.dist.world_size)
         if self.dist.rank == 0:
             desc = self.objective.describe()
             train_cfg = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.config).items()}
@@ -326,7 +320,7 @@ class _Run:
             }
             save_checkpoint(self.path(CHECKPOINT_NAME), state)
         self.saved_step = self.step
-        self._barrier()
+        barrier(self.dist.world_size)
 
     def result(self) -> TrainResult:
         return TrainResult(model=self.model, history=pd.DataFrame(self.history),

@@ -31,7 +31,6 @@ class Embedder(Protocol):
     def embed(self, imgs: torch.Tensor) -> torch.Tensor: ...
 
 
-
 def token_px_of(model: Embedder, tile_px: int) -> int:
     """Working px per token: the model's patch size, or measured with one blank tile."""
     cfg = getattr(model, "cfg", None)
