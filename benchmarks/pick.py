@@ -34,7 +34,7 @@ def _peak_rss_mb() -> float:
 
 def _pick_child(method: str, paths: list[str], diameter_px: float, checkpoint: str | None, queue) -> None:
     """Run one method on ``paths`` in this (child) process; report timings and peak RSS."""
-    from cryolib.cryoemmae import load_picker, pick_micrographs
+    from cryolib.pick.cryoemmae import load_picker, pick_micrographs
 
     torch.set_num_threads(int(os.environ.get("CRYOLIB_BENCH_THREADS", "2")))
     t0 = time.perf_counter()
@@ -82,12 +82,12 @@ def pretrain_throughput(model: str, device: str, steps: int = 20, batch: int = 6
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cryolib.atomic import atomic_write_text
-    from cryolib.datasets import dataset_dir, load_dataset
-    from cryolib.evaluation import good_micrographs
-    from cryolib.io import read_micrograph
-    from cryolib.profiles import get_profile
-    from cryolib.results import REPO_ROOT, results_dir
+    from cryolib.core.atomic import atomic_write_text
+    from cryolib.io.datasets import dataset_dir, load_dataset
+    from cryolib.evaluate.scoring import good_micrographs
+    from cryolib.io.micrographs import read_micrograph
+    from cryolib.core.profiles import get_profile
+    from cryolib.core.results import REPO_ROOT, results_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="default")

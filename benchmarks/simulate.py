@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from cryolib.atomic import atomic_write_text
-from cryolib.reproducibility import child_rng
+from cryolib.core.atomic import atomic_write_text
+from cryolib.core.reproducibility import child_rng
 from cryolib.simulate.micrograph import AcquisitionConfig, SampleConfig, simulate_micrograph
 from cryolib.simulate.structures import make_structure
 

@@ -4,8 +4,8 @@ Library for simulation, pretraining, denoising, picking and curation; the
 notebooks in ``notebooks/`` and the ``cryolib`` command call the same functions.
 """
 
-from cryolib.errors import CryolibError
-from cryolib.reproducibility import seed_everything
+from cryolib.core.errors import CryolibError
+from cryolib.core.reproducibility import seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["CryolibError", "seed_everything", "__version__"]

@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from cryolib.cli import main
-from cryolib.io import read_coordinates, write_coordinates
-from cryolib.metrics import score_dataset
+from cryolib.io.micrographs import read_coordinates, write_coordinates
+from cryolib.evaluate.metrics import score_dataset
 
 DIAMETER = 30.0
 

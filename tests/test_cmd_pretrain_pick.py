@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib import cryoemmae as ce
+from cryolib.pick import cryoemmae as ce
 from cryolib.cli import main
-from cryolib.io import read_coordinates, write_mrc
-from cryolib.train import load_checkpoint
+from cryolib.io.micrographs import read_coordinates, write_mrc
+from cryolib.training.loop import load_checkpoint
 
 
 @pytest.fixture(scope="module")

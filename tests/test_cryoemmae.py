@@ -1,4 +1,4 @@
-"""cryolib.cryoemmae end to end on a tiny simulated dataset: pretrain -> fit -> save -> load -> pick.
+"""cryolib.pick.cryoemmae end to end on a tiny simulated dataset: pretrain -> fit -> save -> load -> pick.
 
 cpu-tiny model, 192 px micrographs, one short epoch: this checks the plumbing, not picking quality.
 """
@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cryolib import cryoemmae as ce
-from cryolib.errors import CryolibError
-from cryolib.io import read_micrograph, write_mrc
+from cryolib.pick import cryoemmae as ce
+from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import read_micrograph, write_mrc
 from cryolib.pick.cluster import PickerConfig
-from cryolib.train import load_checkpoint
+from cryolib.training.loop import load_checkpoint
 
 
 @pytest.fixture(scope="module")

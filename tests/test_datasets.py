@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from cryolib import CryolibError
-from cryolib.datasets import assign_splits, datasets_with_role, get_spec, load_dataset, load_registry
-from cryolib.io import read_coordinates, read_micrograph, write_coordinates, write_mrc
+from cryolib.io.datasets import assign_splits, datasets_with_role, get_spec, load_dataset, load_registry
+from cryolib.io.micrographs import read_coordinates, read_micrograph, write_coordinates, write_mrc
 
 CRYOEMMAE = [10291, 10077, 10590, 10816, 10028, 10081, 10096, 10240, 10406, 10289, 10737, 10059, 11183, 10017]
 DRACO = [10081, 10350, 10407, 10421, 10096, 10075, 11521]

@@ -1,4 +1,4 @@
-"""cryolib.distributed: the seeded sharded sampler, device and AMP choice, single-process collectives.
+"""cryolib.training.distributed: the seeded sharded sampler, device and AMP choice, single-process collectives.
 
 (Two gloo processes training together are tested in test_train.py.)
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cryolib.distributed import (
+from cryolib.training.distributed import (
     EpochBatchSampler,
     amp_dtype,
     barrier,
@@ -17,7 +17,7 @@ from cryolib.distributed import (
     setup_distributed,
     to_device,
 )
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 
 def test_sampler_is_seeded_sharded_and_skippable():

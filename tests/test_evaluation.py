@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib.cryoemmae_claims import claims_table
-from cryolib.datasets import load_dataset
-from cryolib.evaluation import best_threshold_scores, evaluation_micrographs, good_micrographs, score_picks
-from cryolib.io import write_coordinates, write_mrc
+from cryolib.studies.cryoemmae_claims import claims_table
+from cryolib.io.datasets import load_dataset
+from cryolib.evaluate.scoring import best_threshold_scores, evaluation_micrographs, good_micrographs, score_picks
+from cryolib.io.micrographs import write_coordinates, write_mrc
 
 
 @pytest.fixture

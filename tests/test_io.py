@@ -1,4 +1,4 @@
-"""Tests for cryolib.io: round trips and every bad input (each error names the file)."""
+"""Tests for cryolib.io.micrographs: round trips and every bad input (each error names the file)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib import coordinates, io
-from cryolib.errors import CryolibError
+from cryolib.io import coordinates
+
+from cryolib.io import micrographs as io
+from cryolib.core.errors import CryolibError
 
 
 def _raises_naming(path: Path, func, *args, match: str | None = None, **kwargs) -> str:
@@ -304,7 +306,7 @@ def test_failure_during_write_removes_temp_and_keeps_old(tmp_path, particles, mo
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(coordinates.starfile, "write", broken)  # write_coordinates lives in cryolib.coordinates
+    monkeypatch.setattr(coordinates.starfile, "write", broken)  # write_coordinates lives in cryolib.io.coordinates
     with pytest.raises(OSError):
         io.write_coordinates(path, particles.iloc[:1])
     assert path.read_bytes() == before

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from cryolib.errors import CryolibError
-from cryolib.metrics import (
+from cryolib.core.errors import CryolibError
+from cryolib.evaluate.metrics import (
     RULES, average_precision, best_f1_threshold, box_iou, box_overlap_fraction, match_picks,
     precision_recall_curve, score_dataset,
 )

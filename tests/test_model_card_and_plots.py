@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryolib import plots
+from cryolib.studies import plots
 from cryolib.models.reconstruction import masked_reconstruction
 from cryolib.models.vit import build_model
 
@@ -20,8 +20,8 @@ def test_masked_reconstruction_pastes_visible_patches():
     assert rec["prediction"].shape == (2, 64, 64) and np.isfinite(rec["prediction"]).all()
 
 def test_model_card_from_picker_file(tmp_path):
-    from cryolib.cryoemmae import save_picker
-    from cryolib.model_card import picker_card, write_model_card
+    from cryolib.pick.cryoemmae import save_picker
+    from cryolib.core.model_card import picker_card, write_model_card
     from cryolib.pick.cluster import CryoEMMAEPicker, NearestCentres, PickerConfig
 
     picker = CryoEMMAEPicker(build_model("cpu-tiny"), 0.5, 0.1, PickerConfig())

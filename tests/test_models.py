@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import (
     OBJECTIVES,
     MAEObjective,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from cryolib.errors import CryolibError
-from cryolib.motion import (
+from cryolib.core.errors import CryolibError
+from cryolib.processing.motion import (
     align_frames,
     estimate_shifts,
     exposure_filter,
@@ -186,8 +186,8 @@ def test_carbon_edge_micrograph_is_aligned():
     """Regression: gen-filament-carbon_0011 (straight carbon edge across the field, -22 dB) at
     the default profile (512², 20 frames) came out 48.9 px rms wrong: the lowest rings' CC,
     disturbed by the edge entering at the frame border, pulled frames 0-1 ~180 px along it."""
-    from cryolib.datasets import get_spec
-    from cryolib.reproducibility import child_rng
+    from cryolib.io.datasets import get_spec
+    from cryolib.core.reproducibility import child_rng
     from cryolib.simulate.dataset import (
         acquisition_config,
         choose_defect,

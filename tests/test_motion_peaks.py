@@ -1,4 +1,4 @@
-"""Cross-correlation peak search (cryolib.motion_peaks) against analytic cases."""
+"""Cross-correlation peak search (cryolib.processing.motion_peaks) against analytic cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from cryolib.motion_peaks import (
+from cryolib.processing.motion_peaks import (
     find_peaks,
     good_fft_size,
     hermitian_weights,

@@ -1,4 +1,4 @@
-"""How frames are compared for alignment (cryolib.motion_weights): analytic checks."""
+"""How frames are compared for alignment (cryolib.processing.motion_weights): analytic checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryolib.motion_weights import (
+from cryolib.processing.motion_weights import (
     cc_filter,
     edge_taper,
     remove_smooth_component,

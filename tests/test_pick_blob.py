@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from cryolib.errors import CryolibError
-from cryolib.metrics import match_picks
+from cryolib.core.errors import CryolibError
+from cryolib.evaluate.metrics import match_picks
 from cryolib.pick.blob import DEFAULT_THRESHOLD, blob_sigma, pick_blobs
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.pick import cluster as cl
 from pick_synthetic import TOKEN, StubEncoder, blob_centre_px, blob_mask, match_rates, synthetic_micrograph
 

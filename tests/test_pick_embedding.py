@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.pick import embedding as em
 from pick_synthetic import TOKEN, StubEncoder
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.pick import postprocess as pp
 from pick_synthetic import TOKEN, blob_centre_px, blob_mask
 

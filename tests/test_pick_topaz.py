@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryolib.errors import CryolibError
-from cryolib.io import write_mrc
+from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import write_mrc
 from cryolib.pick import topaz as tp
 
 log = logging.getLogger(__name__)

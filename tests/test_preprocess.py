@@ -1,4 +1,4 @@
-"""Tests for cryolib.preprocess: each Cryo-EMMAE step (§3.1) against analytic inputs, and bad inputs."""
+"""Tests for cryolib.processing.preprocess: each Cryo-EMMAE step (§3.1) against analytic inputs, and bad inputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cryolib import preprocess as pp
-from cryolib.errors import CryolibError
+from cryolib.processing import preprocess as pp
+from cryolib.core.errors import CryolibError
 
 
 @pytest.fixture

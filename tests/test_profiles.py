@@ -1,7 +1,7 @@
 import pytest
 
 from cryolib import CryolibError
-from cryolib.profiles import PROFILES, get_profile
+from cryolib.core.profiles import PROFILES, get_profile
 
 
 def test_three_profiles_grow_in_size():

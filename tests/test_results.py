@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cryolib.atomic import atomic_path, atomic_write_text
-from cryolib.results import RunRecord, read_metrics, save_figure, save_table, write_metrics
+from cryolib.core.atomic import atomic_path, atomic_write_text
+from cryolib.core.results import RunRecord, read_metrics, save_figure, save_table, write_metrics
 
 
 def test_save_figure_and_table(results_root):
@@ -48,7 +48,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def test_paths_inside_the_repository_are_written_relative(results_root):
-    from cryolib.results import REPO_ROOT
+    from cryolib.core.results import REPO_ROOT
 
     path = RunRecord("nb", "smoke", 0, {"runs": REPO_ROOT / "runs" / "smoke", "other": "/elsewhere/x"}).finish()
     entry = yaml.safe_load(path.read_text())["nb"]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cryolib.cryoemmae import DEFAULT_CHECKPOINT, load_picker, pick_micrographs
-from cryolib.metrics import match_picks
+from cryolib.pick.cryoemmae import DEFAULT_CHECKPOINT, load_picker, pick_micrographs
+from cryolib.evaluate.metrics import match_picks
 
 
 def test_shipped_checkpoint_is_installed_small_and_documented():

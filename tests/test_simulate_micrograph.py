@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate import sample as smp
 from cryolib.simulate.micrograph import DEFECTS, AcquisitionConfig, SampleConfig, radiation_damage_filter, simulate_micrograph
 from cryolib.simulate.optics import ctf_zero_frequencies, electron_wavelength_A, power_spectrum, radial_average

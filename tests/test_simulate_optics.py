@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate.optics import (
     apply_transfer,
     ctf_2d,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.special import erf
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate import potential as P
 from cryolib.simulate.structures import Structure, make_structure
 

@@ -7,8 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate import structures as S
+from cryolib.simulate import constants as C
 
 DIAMETER_A = 120.0  # small enough for fast tests, large enough for every family's features
 
@@ -28,7 +29,7 @@ def test_peng_coefficients_give_textbook_potentials():
     water = (S.atom_potential_VA3("O") + 2 * S.atom_potential_VA3("H")) / (18.015 / 0.60221)
     assert water == pytest.approx(S.ICE_MEAN_INNER_POTENTIAL_V, rel=0.01)
     # Protein: mean inner potential 6.5-7 V, about +200-250 V·Å³ net per residue, 1.21 Å³/Da.
-    residue_potential = S._RES_POT
+    residue_potential = C._RES_POT
     assert 850 < residue_potential < 950
     assert 6.5 < residue_potential / S.RESIDUE_VOLUME_A3 < 7.0
     assert 200 < S.PROTEIN_DELTA_V * S.RESIDUE_VOLUME_A3 < 250
@@ -167,7 +168,7 @@ END
 
 
 def _expected_weight(element: str) -> float:
-    h_share = S._RES_MASS / (S._RES_MASS - 7.76 * 1.008)
+    h_share = C._RES_MASS / (C._RES_MASS - 7.76 * 1.008)
     volume = S.PROTEIN_VOLUME_A3_PER_DA * S.ATOMIC_MASS_DA[element] * h_share
     return S.atom_potential_VA3(element) - S.ICE_MEAN_INNER_POTENTIAL_V * volume
 

@@ -1,12 +1,12 @@
-"""Tests for cryolib.topaz_denoise: Topaz-Denoise's shipped pretrained networks on small inputs."""
+"""Tests for cryolib.denoise.topaz: Topaz-Denoise's shipped pretrained networks on small inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cryolib import topaz_denoise as td
-from cryolib.errors import CryolibError
+from cryolib.denoise import topaz as td
+from cryolib.core.errors import CryolibError
 
 
 def _noisy_pattern(size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""cryolib.train (schedule, sampler, loop, checkpoints, resume, DDP) and cryolib.tiles."""
+"""cryolib.training.loop (schedule, sampler, loop, checkpoints, resume, DDP) and cryolib.processing.tiles."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import cryolib.train as train_mod
-from cryolib.distributed import param_digest
-from cryolib.errors import CryolibError
+import cryolib.training.loop as train_mod
+from cryolib.training.distributed import param_digest
+from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import MAEObjective, OptimConfig, cryoemmae_objective, mae_objective
 from cryolib.models.vit import get_config
-from cryolib.tiles import TileDataset, image_to_tiles, synthetic_blob_images, tile_stats, tiles_to_grid
-from cryolib.train import (
+from cryolib.processing.tiles import TileDataset, image_to_tiles, synthetic_blob_images, tile_stats, tiles_to_grid
+from cryolib.training.loop import (
     CHECKPOINT_NAME,
     TrainConfig,
     load_checkpoint,

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryolib.atomic import atomic_write_text
-from cryolib.results import to_jsonable
-from cryolib.errors import CryolibError
-from cryolib.io import COORDINATE_SUFFIXES, micrograph_stem, read_coordinates
-from cryolib.metrics import RULES, average_precision, best_f1_threshold, precision_recall_curve, score_dataset
+from cryolib.core.atomic import atomic_write_text
+from cryolib.core.results import to_jsonable
+from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import COORDINATE_SUFFIXES, micrograph_stem, read_coordinates
+from cryolib.evaluate.metrics import RULES, average_precision, best_f1_threshold, precision_recall_curve, score_dataset
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ Examples::
     cryolib pick --method cryoemmae --checkpoint runs/mae/mae.pt --reference-coords mic_0001.csv \\
         --input 'mics/*.mrc' --diameter-px 130 --out picks/ --format csv
 
-``--checkpoint`` is a picker file (:func:`cryolib.cryoemmae.save_picker`; default: the installed
+``--checkpoint`` is a picker file (:func:`cryolib.pick.cryoemmae.save_picker`; default: the installed
 one) or a ``cryolib pretrain`` checkpoint, which is then fitted on the inputs and needs
 ``--reference-coords``: the particles of ONE micrograph, which names the particle cluster.
 Writes ``<out>/<stem>.<format>`` per micrograph (x, y in its px, with a score) and ``run.yaml``.
 Everything is checked and picked before the first file is written. Notebooks call
-:func:`cryolib.cryoemmae.pick_micrographs`.
+:func:`cryolib.pick.cryoemmae.pick_micrographs`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cryolib.atomic import atomic_write_text
-from cryolib.errors import CryolibError
+from cryolib.core.atomic import atomic_write_text
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def resolve_reference(coords_path: str | None, micrograph: str | None,
 
     The micrograph defaults to the input whose stem matches the coordinate file's.
     """
-    from cryolib.io import micrograph_stem, read_coordinates, read_micrograph
+    from cryolib.io.micrographs import micrograph_stem, read_coordinates, read_micrograph
 
     if coords_path is None:
         if micrograph is not None:
@@ -89,9 +89,9 @@ def _summary(stem: str, df: pd.DataFrame, path: Path) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``cryolib pick``; returns the exit code."""
-    from cryolib.cryoemmae import pick_micrographs
-    from cryolib.io import list_micrographs, write_coordinates
-    from cryolib.results import git_commit, package_versions
+    from cryolib.pick.cryoemmae import pick_micrographs
+    from cryolib.io.micrographs import list_micrographs, write_coordinates
+    from cryolib.core.results import git_commit, package_versions
 
     t0 = time.time()
     if not (math.isfinite(args.diameter_px) and args.diameter_px > 0):

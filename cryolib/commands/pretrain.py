@@ -8,7 +8,7 @@ Example::
 validates, the particle diameter comes from the dataset) or plain micrograph folders (all
 micrographs train; ``--diameter-px`` is then required). The checkpoint is written to ``--out``;
 its folder also gets ``checkpoint.pt`` (the working copy that ``--resume`` continues),
-``train_log.csv`` and ``run.yaml``. Notebooks call :func:`cryolib.cryoemmae.pretrain_mae`.
+``train_log.csv`` and ``run.yaml``. Notebooks call :func:`cryolib.pick.cryoemmae.pretrain_mae`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from cryolib.atomic import atomic_path, atomic_write_text
-from cryolib.errors import CryolibError
+from cryolib.core.atomic import atomic_path, atomic_write_text
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
                         help="dataset folders (CryoPPP layout; train split) or plain micrograph folders")
     parser.add_argument("--out", required=True, metavar="CKPT", help="checkpoint path; its folder gets the logs")
-    parser.add_argument("--profile", default="default", help="sizes from cryolib.profiles (smoke/default/full)")
+    parser.add_argument("--profile", default="default", help="sizes from cryolib.core.profiles (smoke/default/full)")
     parser.add_argument("--model", default=None, help="model size (default: the profile's)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
     parser.add_argument("--diameter-px", type=float, default=None,
@@ -49,8 +49,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def collect_training_data(dirs: list[str], diameter_px: float | None) -> tuple[list[Path], list[Path], dict]:
     """--data folders -> (train paths, val paths, {path: diameter px}); raises CryolibError on bad folders."""
-    from cryolib.datasets import load_dataset
-    from cryolib.io import list_micrographs
+    from cryolib.io.datasets import load_dataset
+    from cryolib.io.micrographs import list_micrographs
 
     if diameter_px is not None and not diameter_px > 0:
         raise CryolibError(f"--diameter-px must be > 0 (px), got {diameter_px}")
@@ -94,10 +94,10 @@ def _publish(working: Path, out: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``cryolib pretrain``; returns the exit code."""
-    from cryolib.cryoemmae import pretrain_mae
-    from cryolib.profiles import get_profile
-    from cryolib.results import git_commit, package_versions
-    from cryolib.train import CHECKPOINT_NAME
+    from cryolib.pick.cryoemmae import pretrain_mae
+    from cryolib.core.profiles import get_profile
+    from cryolib.core.results import git_commit, package_versions
+    from cryolib.training.loop import CHECKPOINT_NAME
 
     t0 = time.time()
     if args.objective not in OBJECTIVE_CHOICES:

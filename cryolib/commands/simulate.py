@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="registry name (sim-10081) or EMPIAR id (10081); see data/datasets.yaml")
+    parser.add_argument("--dataset", required=True, help="registry name (sim-10081) or EMPIAR id (10081); see cryolib/io/datasets.yaml")
     parser.add_argument("--n-micrographs", type=int, required=True, help="number of micrographs to simulate")
     parser.add_argument("--size", type=int, default=1024, help="micrograph side (px; default 1024)")
     parser.add_argument("--frames", type=int, default=40, help="movie frames per micrograph (default 40)")
@@ -27,7 +27,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cryolib.datasets import get_spec
+    from cryolib.io.datasets import get_spec
     from cryolib.simulate.dataset import build_dataset
 
     get_spec(args.dataset)  # fail fast on an unknown name, before any work

@@ -1,4 +1,4 @@
-"""Pretraining objectives behind one interface, so that :func:`cryolib.train.train` has one loop.
+"""Pretraining objectives behind one interface, so that :func:`cryolib.training.loop.train` has one loop.
 
 An objective knows its model, its loss on a batch and its optimiser recipe. Two MAE presets:
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.models.vit import MaskedAutoencoder, ViTConfig, get_config
 
 __all__ = [
@@ -57,7 +57,7 @@ class OptimConfig:
 
 @runtime_checkable
 class Objective(Protocol):
-    """What :func:`cryolib.train.train` needs from an objective."""
+    """What :func:`cryolib.training.loop.train` needs from an objective."""
 
     name: str
 

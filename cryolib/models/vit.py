@@ -26,7 +26,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = [
     "ViTConfig",

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import ndimage
 from skimage.feature import peak_local_max
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = ["DEFAULT_THRESHOLD", "INTERNAL_DIAMETER_PX", "MAX_INTERNAL_DIAMETER_PX", "METHODS",
            "blob_sigma", "blob_response", "pick_blobs"]

@@ -1,6 +1,6 @@
 """The Cryo-EMMAE picker: MAE embeddings + k-means + sequential clustering (paper §3.2-3.3).
 
-Pipeline (reference/cryoemmae.md §4-6): preprocess (:mod:`cryolib.preprocess`) -> embed each
+Pipeline (reference/cryoemmae.md §4-6): preprocess (:mod:`cryolib.processing.preprocess`) -> embed each
 non-overlapping tile with the MAE encoder and stitch the token grids into an embedding image
 (:func:`embedding_image`, :mod:`cryolib.pick.embedding`) -> label tokens with k-means fitted on
 the training set (:func:`fit_global_kmeans`); the particle cluster is named from one annotated
@@ -27,8 +27,8 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from cryolib import preprocess as pp
-from cryolib.errors import CryolibError
+from cryolib.processing import preprocess as pp
+from cryolib.core.errors import CryolibError
 from cryolib.pick.embedding import (  # noqa: F401  (re-exported: the picker's one namespace)
     Embedder,
     embedding_image,
@@ -43,7 +43,7 @@ from cryolib.pick.postprocess import (  # noqa: F401  (re-exported)
     smooth_and_resize,
     training_particle_fraction,
 )
-from cryolib.tiles import tile_stats
+from cryolib.processing.tiles import tile_stats
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class PickerConfig:
                                 self.target_diameter_px)
 
     def preprocess(self, image: np.ndarray, diameter_px: float, keep_stages: bool = False) -> pp.PreprocessResult:
-        """Run :func:`cryolib.preprocess.cryoemmae_preprocess` with these settings."""
+        """Run :func:`cryolib.processing.preprocess.cryoemmae_preprocess` with these settings."""
         fixed = self.scale_mode == "fixed"
         return pp.cryoemmae_preprocess(image, diameter_px, target_size=self.target_size if fixed else None,
                                        repo_parity=self.repo_parity, scale_mode=self.scale_mode,
@@ -307,7 +307,7 @@ class CryoEMMAEPicker:
 
         ``diameter_px``: one value (px) or one per training image; ``reference_coords``: x, y of
         the particles of ``reference_image`` in its own px. mean/std default to the training
-        tiles' (:func:`cryolib.tiles.tile_stats`). Images are preprocessed here.
+        tiles' (:func:`cryolib.processing.tiles.tile_stats`). Images are preprocessed here.
         """
         cfg = self.config
         n = len(train_images)
@@ -397,7 +397,7 @@ class CryoEMMAEPicker:
             raise CryolibError("the picker is not fitted; nothing to save")
         cfg = asdict(self.config)
         cfg["ks"] = list(cfg["ks"])
-        return {"format": "cryolib.cryoemmae-picker/1", "config": cfg, "mean": float(self.mean),
+        return {"format": "cryolib.pick.cryoemmae-picker/1", "config": cfg, "mean": float(self.mean),
                 "std": float(self.std), "centres": np.asarray(self.kmeans.cluster_centers_, np.float32),
                 "particle_cluster": int(self.particle_cluster),
                 "reference_fraction": None if self.reference_fraction is None else float(self.reference_fraction)}

@@ -17,9 +17,9 @@ import torch
 from scipy import ndimage
 from scipy.ndimage import uniform_filter
 
-from cryolib import preprocess as pp
-from cryolib.errors import CryolibError
-from cryolib.tiles import image_to_tiles, standardize, tiles_to_grid
+from cryolib.processing import preprocess as pp
+from cryolib.core.errors import CryolibError
+from cryolib.processing.tiles import image_to_tiles, standardize, tiles_to_grid
 
 __all__ = ["Embedder", "token_px_of", "embedding_image", "standardize_embedding", "smooth_embedding",
            "smoothing_window_tokens"]

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cryolib import preprocess as pp
-from cryolib.errors import CryolibError
+from cryolib.processing import preprocess as pp
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 

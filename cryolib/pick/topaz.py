@@ -11,7 +11,7 @@ How Topaz is driven: preprocessing and scoring + non-maximum suppression (the bo
 ``topaz train`` in a subprocess through a small seeded launcher (Topaz has no seed flag,
 and its crop sampler draws an unseeded ``np.random.default_rng()``; the launcher seeds
 Python/NumPy/torch and that generator so that the same seed gives the same model).
-Topaz-Denoise lives in :mod:`cryolib.topaz_denoise`.
+Topaz-Denoise lives in :mod:`cryolib.denoise.topaz`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cryolib.atomic import atomic_path, atomic_write_text
-from cryolib.errors import CryolibError
-from cryolib.io import COORDINATE_COLUMNS, micrograph_stem, read_micrograph, write_mrc
+from cryolib.core.atomic import atomic_path, atomic_write_text
+from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import COORDINATE_COLUMNS, micrograph_stem, read_micrograph, write_mrc
 
 __all__ = [
     "PRETRAINED_PICKERS", "TRAINABLE_MODELS", "topaz_version", "topaz_scale_factor",

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cryolib.atomic import atomic_write_text
-from cryolib.results import to_jsonable
-from cryolib.datasets import (
+from cryolib.core.atomic import atomic_write_text
+from cryolib.core.results import to_jsonable
+from cryolib.io.datasets import (
     Dataset,
     DatasetSpec,
     assign_splits,
@@ -30,8 +30,8 @@ from cryolib.datasets import (
     read_micrograph_meta,
     write_dataset_info,
 )
-from cryolib.errors import CryolibError
-from cryolib.reproducibility import child_rng
+from cryolib.core.errors import CryolibError
+from cryolib.core.reproducibility import child_rng
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def dataset_structure(spec: DatasetSpec, seed: int):
 
 def write_micrograph(root: Path, stem: str, sim, pixel_size_A: float, diameter_px: float, split: str, keep_frames: bool) -> dict:
     """Write one :class:`SimulatedMicrograph` into the layout; return its metadata row."""
-    from cryolib.io import write_coordinates, write_movie, write_mrc
+    from cryolib.io.micrographs import write_coordinates, write_movie, write_mrc
 
     write_mrc(root / "micrographs" / f"{stem}.mrc", sim.full, pixel_size_A)
     write_mrc(root / "movies" / "full" / f"{stem}.mrc", sim.full, pixel_size_A)

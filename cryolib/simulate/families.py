@@ -5,7 +5,7 @@ One builder per family, ``_<family>(d, rng) -> (coords Å, weights V·Å³, sigm
 sizes the result. Each family is filled with one pseudo-atom per residue volume (134.5 Å³) by
 stratified sampling (one uniform point per cubic cell: no lattice peaks); shapes are implicit
 functions with smooth random dents, symmetrised by folding points into one asymmetric unit of
-their point group. The physical constants come from :mod:`cryolib.simulate.structures`.
+their point group. The physical constants come from :mod:`cryolib.simulate.constants`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from cryolib.simulate.structures import (
+from cryolib.simulate.constants import (
     DETERGENT_CORE_DELTA_V,
     DETERGENT_HEAD_DELTA_V,
     FAMILIES,
@@ -277,4 +277,13 @@ def _ribosome(d: float, rng: np.random.Generator) -> Built:
 
 
 #: The shape builder of each family: ``builder(diameter_A, rng) -> (coords, weights, sigma)``.
-BUILDERS: dict[str, Callable[[float, np.random.Generator], Built]] = {f: globals()[f"_{f}"] for f in FAMILIES}
+BUILDERS: dict[str, Callable[[float, np.random.Generator], Built]] = {
+    "globular": _globular,
+    "octahedral_cage": _octahedral_cage,
+    "icosahedral_capsid": _icosahedral_capsid,
+    "elongated_trimer": _elongated_trimer,
+    "membrane_channel": _membrane_channel,
+    "filament": _filament,
+    "ribosome": _ribosome,
+}
+assert tuple(BUILDERS) == FAMILIES, "one builder per family, in FAMILIES' order"

@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from cryolib.errors import CryolibError
-from cryolib.motion import critical_exposure, motion_correct
+from cryolib.core.errors import CryolibError
+from cryolib.processing.motion import critical_exposure, motion_correct
 from cryolib.simulate import sample as smp
 from cryolib.simulate.movie import drift_trajectory, expose_movie
 from cryolib.simulate.optics import apply_transfer, ctf_2d, detector_mtf, interaction_constant
@@ -248,7 +248,7 @@ def radiation_damage_filter(shape: tuple[int, int], pixel_size_A: float, dose_e_
     """Dose-averaged amplitude loss of the particle signal on the rfft grid ``(H, W//2+1)``.
 
     Mean over frames of exp(−N_f / 2Ne(k)) with N_f the exposure at mid-frame and Ne(k) the
-    critical exposure of Grant & Grigorieff (2015) (:func:`cryolib.motion.critical_exposure`,
+    critical exposure of Grant & Grigorieff (2015) (:func:`cryolib.processing.motion.critical_exposure`,
     300 kV values at ≥ 250 kV, 200 kV scaling below). At 50 e⁻/Å² it keeps ~0.74 of the
     amplitude at 20 Å and ~0.47 at 10 Å. This is exact for the expectation of the summed image;
     the per-frame fading itself is not drawn (one expected image feeds the whole movie).

@@ -29,7 +29,7 @@ import torch
 from scipy import constants as C
 from torch_ctf import calculate_ctf_2d
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = [
     "electron_wavelength_A",

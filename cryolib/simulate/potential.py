@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate.structures import Structure
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.draw import polygon as draw_polygon
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.simulate.optics import interaction_constant
 from cryolib.simulate.structures import ICE_MEAN_INNER_POTENTIAL_V
 

@@ -1,4 +1,4 @@
-"""Registry of dataset analogs (``data/datasets.yaml``) and the CryoPPP-style folders they build.
+"""Registry of dataset analogs (``cryolib/io/datasets.yaml``) and the CryoPPP-style folders they build.
 
 Every EMPIAR set named in the two papers has a ``sim-<EMPIAR>`` entry: a simulated analog
 that matches the real set's particle type, diameter (Å) and difficulty. An entry with a
@@ -32,13 +32,13 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from cryolib.atomic import atomic_write_text
-from cryolib.errors import CryolibError
-from cryolib.reproducibility import child_rng
+from cryolib.core.atomic import atomic_write_text
+from cryolib.core.errors import CryolibError
+from cryolib.core.reproducibility import child_rng
 
 log = logging.getLogger(__name__)
 
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "data" / "datasets.yaml"
+REGISTRY_PATH = Path(__file__).resolve().with_name("datasets.yaml")  # package data: works in a non-editable install
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test (Cryo-EMMAE §4.1)
 
 
@@ -169,7 +169,7 @@ class Dataset:
     def coordinates(self, stem: str) -> pd.DataFrame:
         """Ground-truth particle coordinates of one micrograph (x, y, diameter, score)."""
         if stem not in self._coords:
-            from cryolib.io import read_coordinates
+            from cryolib.io.micrographs import read_coordinates
 
             path = self.root / "ground_truth" / "particle_coordinates" / f"{stem}.csv"
             self._coords[stem] = read_coordinates(path, default_diameter=self.diameter_px)

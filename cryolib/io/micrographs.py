@@ -4,9 +4,9 @@ Conventions: images are float32 arrays shaped ``(H, W)`` (rows = y, cols = x),
 movies ``(F, H, W)``; pixel sizes are in Å (0.0 means unknown); coordinates are
 particle centres ``(x, y)`` in pixels from the top-left corner, as in CryoPPP,
 and diameters are in pixels. Every reader validates its input and raises
-:class:`~cryolib.errors.CryolibError` naming the file; every writer is atomic.
+:class:`~cryolib.core.errors.CryolibError` naming the file; every writer is atomic.
 
-CSV/STAR/BOX/Topaz coordinate files are read and written by :mod:`cryolib.coordinates`;
+CSV/STAR/BOX/Topaz coordinate files are read and written by :mod:`cryolib.io.coordinates`;
 ``COORDINATE_COLUMNS``, ``COORDINATE_SUFFIXES``, :func:`read_coordinates` and
 :func:`write_coordinates` are re-exported here.
 """
@@ -23,15 +23,15 @@ import mrcfile
 import numpy as np
 import tifffile
 
-from cryolib._files import existing_file as _existing_file
-from cryolib.atomic import atomic_path
-from cryolib.coordinates import (  # noqa: F401  (re-exported; COORDINATE_SUFFIXES is not in __all__)
+from cryolib.core.files import existing_file as _existing_file
+from cryolib.core.atomic import atomic_path
+from cryolib.io.coordinates import (  # noqa: F401  (re-exported; COORDINATE_SUFFIXES is not in __all__)
     COORDINATE_COLUMNS,
     COORDINATE_SUFFIXES,
     read_coordinates,
     write_coordinates,
 )
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = ["COORDINATE_COLUMNS", "read_mrc", "read_micrograph", "write_mrc", "read_movie", "write_movie",
            "read_coordinates", "write_coordinates", "list_micrographs", "micrograph_stem"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = ["DENOISERS", "denoise_topaz"]
 

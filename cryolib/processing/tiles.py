@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Particle coordinate files: CSV (CryoPPP), STAR (RELION), BOX (EMAN), Topaz TXT/TSV (read only).
 
-Conventions as in :mod:`cryolib.io`: coordinates are particle centres ``(x, y)`` in pixels from
+Conventions as in :mod:`cryolib.io.micrographs`: coordinates are particle centres ``(x, y)`` in pixels from
 the top-left corner, as in CryoPPP, and diameters are in pixels. :func:`read_coordinates`
-validates its input and raises :class:`~cryolib.errors.CryolibError` naming the file;
-:func:`write_coordinates` is atomic. :mod:`cryolib.io` re-exports the public names.
+validates its input and raises :class:`~cryolib.core.errors.CryolibError` naming the file;
+:func:`write_coordinates` is atomic. :mod:`cryolib.io.micrographs` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from cryolib._files import existing_file as _existing_file
-from cryolib.atomic import atomic_path
-from cryolib.errors import CryolibError
+from cryolib.core.files import existing_file as _existing_file
+from cryolib.core.atomic import atomic_path
+from cryolib.core.errors import CryolibError
 
 __all__ = ["COORDINATE_COLUMNS", "COORDINATE_SUFFIXES", "read_coordinates", "write_coordinates"]
 

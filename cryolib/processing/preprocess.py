@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from scipy.signal import fftconvolve
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 

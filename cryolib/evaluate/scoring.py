@@ -1,7 +1,7 @@
 """Scoring pickers on dataset analogs: which micrographs count, the truth, and one table row.
 
 Rules (every table names its rule): the Cryo-EMMAE paper's one-to-one ``overlap60`` by default
-(:mod:`cryolib.metrics`). Only micrographs of good quality are scored — the defect micrographs
+(:mod:`cryolib.evaluate.metrics`). Only micrographs of good quality are scored — the defect micrographs
 (empty, carbon only, …) exist for curation and have no particles to find.
 """
 
@@ -13,9 +13,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from cryolib.datasets import Dataset
-from cryolib.io import read_micrograph
-from cryolib.metrics import precision_recall_curve, best_f1_threshold, score_dataset
+from cryolib.io.datasets import Dataset
+from cryolib.io.micrographs import read_micrograph
+from cryolib.evaluate.metrics import precision_recall_curve, best_f1_threshold, score_dataset
 
 
 def good_micrographs(ds: Dataset, paths: list[Path]) -> list[Path]:

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 import cryolib
-from cryolib.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from cryolib.errors import CryolibError
+from cryolib.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from cryolib.core.errors import CryolibError
 from cryolib.models.vit import MaskedAutoencoder, ViTConfig
 from cryolib.pick.cluster import CryoEMMAEPicker
-from cryolib.results import git_commit
+from cryolib.core.results import git_commit
 
 __all__ = ["PICKER_FORMAT", "save_picker", "load_picker", "read_picker_file", "picker_from_file"]
 
@@ -64,8 +64,8 @@ def save_picker(path: PathLike, picker: CryoEMMAEPicker, model_name: str | None 
 def read_picker_file(path: Path, allow_pretraining: bool = False) -> dict:
     """torch.load with every failure turned into a CryolibError that names the file and the fix.
 
-    ``allow_pretraining`` also accepts a :mod:`cryolib.train` checkpoint (returned as loaded)."""
-    fix = "pass a picker file written by cryolib.picker_file.save_picker"
+    ``allow_pretraining`` also accepts a :mod:`cryolib.training.loop` checkpoint (returned as loaded)."""
+    fix = "pass a picker file written by cryolib.pick.picker_file.save_picker"
     if not path.is_file():
         raise CryolibError(f"{path} not found; {fix}" + (" or a `cryolib pretrain` checkpoint" if allow_pretraining
                                                          else ""))

@@ -1,4 +1,4 @@
-"""Processes, devices and data order for :mod:`cryolib.train`: DDP under ``torchrun``, AMP, sampling.
+"""Processes, devices and data order for :mod:`cryolib.training.loop`: DDP under ``torchrun``, AMP, sampling.
 
 Launched by ``torchrun`` (WORLD_SIZE > 1) the process group is initialised here: nccl on CUDA,
 gloo on CPU. The sampler gives every rank its shard of a seeded per-epoch permutation, so the
@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Sampler
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cryolib.atomic import atomic_write_text
+from cryolib.core.atomic import atomic_write_text
 
 
 def picker_card(picker_path: str | Path) -> dict:
@@ -39,7 +39,7 @@ def write_model_card(picker_path: str | Path, out_md: str | Path, evaluation: pd
         f"- Trained on: {info['card']}",
         f"- Provenance: {info['provenance']}",
         "",
-        "**Data.** Only simulated analogs of EMPIAR sets (`data/datasets.yaml`), made by `cryolib.simulate`; it has",
+        "**Data.** Only simulated analogs of EMPIAR sets (`cryolib/io/datasets.yaml`), made by `cryolib.simulate`; it has",
         "never seen a real micrograph. Give it one annotated micrograph of your data (`--reference-coords`) so the",
         "particle cluster is chosen on your data.",
         "",

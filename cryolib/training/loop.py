@@ -7,14 +7,14 @@
   the batches already done, so resuming from step N gives the same weights as never stopping.
 * Checkpoints (atomic: temp file + rename) hold model, optimiser, scaler, step, every rank's RNG
   states, the objective and model config, the data standardisation and the logged history.
-  Writing, reading and checking them, and :func:`load_model`, live in :mod:`cryolib.checkpoint`
+  Writing, reading and checking them, and :func:`load_model`, live in :mod:`cryolib.training.checkpoint`
   (re-exported here).
 * Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, images_per_s) and ``val_log.csv``.
 * AMP (bf16, else fp16 with a GradScaler) on CUDA only. DDP when launched by ``torchrun``
   (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files. Process groups,
-  devices and the sampler live in :mod:`cryolib.distributed`.
+  devices and the sampler live in :mod:`cryolib.training.distributed`.
 
-``python -m cryolib.train --objective cryoemmae --model cpu-tiny --synthetic 8 --out-dir DIR``
+``python -m cryolib.training.loop --objective cryoemmae --model cpu-tiny --synthetic 8 --out-dir DIR``
 trains on synthetic blobs (a smoke test, and the DDP test's entry point under ``torchrun``).
 """
 
@@ -38,8 +38,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cryolib.atomic import atomic_write_text
-from cryolib.checkpoint import (  # noqa: F401  (load_model is only re-exported)
+from cryolib.core.atomic import atomic_write_text
+from cryolib.training.checkpoint import (  # noqa: F401  (load_model is only re-exported)
     CHECKPOINT_FORMAT,
     _rng_state,
     _set_rng_state,
@@ -48,7 +48,7 @@ from cryolib.checkpoint import (  # noqa: F401  (load_model is only re-exported)
     load_model,
     save_checkpoint,
 )
-from cryolib.distributed import (
+from cryolib.training.distributed import (
     Dist,
     EpochBatchSampler,
     amp_dtype,
@@ -58,9 +58,9 @@ from cryolib.distributed import (
     setup_distributed,
     to_device,
 )
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import OBJECTIVES, Objective, get_objective, param_groups
-from cryolib.reproducibility import seed_everything
+from cryolib.core.reproducibility import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +349,9 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig, val_datas
 
 def main(argv: list[str] | None = None) -> int:
     """Train on synthetic blob tiles (smoke runs; the DDP test launches this under torchrun)."""
-    from cryolib.tiles import TileDataset, synthetic_blob_images
+    from cryolib.processing.tiles import TileDataset, synthetic_blob_images
 
-    p = argparse.ArgumentParser(prog="python -m cryolib.train", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m cryolib.training.loop", description=main.__doc__)
     p.add_argument("--objective", default="cryoemmae", choices=sorted(OBJECTIVES))
     p.add_argument("--model", default="cpu-tiny", help="size name in cryolib.models.vit.MODEL_SIZES")
     p.add_argument("--synthetic", type=int, default=8, metavar="N", help="number of synthetic images")

@@ -1,4 +1,4 @@
-"""How frames are compared for alignment (:mod:`cryolib.motion`): edge handling and weights.
+"""How frames are compared for alignment (:mod:`cryolib.processing.motion`): edge handling and weights.
 
 Two views of each frame enter the cross-correlation. The *refinement* view removes the
 wrap-around edge jump by the periodic-plus-smooth decomposition (exact, no windowing). The
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from cryolib.motion_peaks import crop_spectrum
+from cryolib.processing.motion_peaks import crop_spectrum
 
 _COARSE_Z_FRACTION = 0.9  # the coarse search keeps the band holding this much of the peak's z
 _TAPER_FRACTION = 1 / 16  # the coarse view falls to 0 over this share of each side

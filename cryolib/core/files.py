@@ -1,11 +1,11 @@
-"""Path checks shared by the file readers of :mod:`cryolib.io` and :mod:`cryolib.coordinates`."""
+"""Path checks shared by the file readers of :mod:`cryolib.io.micrographs` and :mod:`cryolib.io.coordinates`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 
 def existing_file(path: str | os.PathLike) -> Path:

@@ -42,7 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 __all__ = [
     "RULES", "TP_FRACTION", "MatchResult", "box_overlap_fraction", "box_iou", "match_picks",

@@ -3,12 +3,12 @@
 One implementation for the notebooks and for ``cryolib pretrain`` / ``cryolib pick``:
 
 * :func:`pretrain_mae`: preprocess (§3.1) -> 64 px tiles standardised by the training mean/std
-  -> MAE with the Cryo-EMMAE recipe (§3.2, §4.1) through :func:`cryolib.train.train`.
+  -> MAE with the Cryo-EMMAE recipe (§3.2, §4.1) through :func:`cryolib.training.loop.train`.
 * :func:`fit_picker`: global k-means on the training embeddings; the particle cluster is named
   from ONE annotated micrograph (§3.2). :func:`set_reference` re-names it from another one.
 * :func:`save_picker` / :func:`load_picker`: one small file (encoder weights, k-means centres,
   particle cluster, config, mean/std, provenance); the decoder is dropped
-  (:mod:`cryolib.picker_file`, re-exported here).
+  (:mod:`cryolib.pick.picker_file`, re-exported here).
 * :func:`pick_micrographs`: ``cryoemmae``, ``blob`` or ``topaz`` on micrograph files; picks in
   each micrograph's own px, with a score column.
 """
@@ -27,23 +27,23 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import cryolib
-from cryolib import preprocess as pp
-from cryolib.checkpoint import CHECKPOINT_FORMAT, load_model
-from cryolib.errors import CryolibError
-from cryolib.io import micrograph_stem, read_micrograph
+from cryolib.processing import preprocess as pp
+from cryolib.training.checkpoint import CHECKPOINT_FORMAT, load_model
+from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import micrograph_stem, read_micrograph
 from cryolib.models.objectives import cryoemmae_objective
 from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig
-from cryolib.picker_file import (  # noqa: F401  (PICKER_FORMAT, save_picker, load_picker re-exported)
+from cryolib.pick.picker_file import (  # noqa: F401  (PICKER_FORMAT, save_picker, load_picker re-exported)
     PICKER_FORMAT,
     load_picker,
     picker_from_file,
     read_picker_file,
     save_picker,
 )
-from cryolib.profiles import get_profile
-from cryolib.reproducibility import seed_everything
-from cryolib.tiles import TileDataset, tile_stats
-from cryolib.train import TrainConfig, train
+from cryolib.core.profiles import get_profile
+from cryolib.core.reproducibility import seed_everything
+from cryolib.processing.tiles import TileDataset, tile_stats
+from cryolib.training.loop import TrainConfig, train
 
 __all__ = ["DEFAULT_CHECKPOINT", "PICKER_FORMAT", "METHODS", "preprocess_for_training", "pretrain_mae",
            "fit_picker", "save_picker", "load_picker", "set_reference", "min_micrograph_px",
@@ -232,7 +232,7 @@ def fit_picker(checkpoint: PathLike, train_paths: Mapping[str, Sequence[PathLike
     model, ckpt = load_model(checkpoint)
     stats = ckpt.get("data_stats") or {}
     if "mean" not in stats or "std" not in stats:
-        raise CryolibError(f"{checkpoint} stores no tile mean/std; pretrain it with cryolib.cryoemmae.pretrain_mae")
+        raise CryolibError(f"{checkpoint} stores no tile mean/std; pretrain it with cryolib.pick.cryoemmae.pretrain_mae")
     cfg = _config_from(stats.get("picker_config"))
     unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(PickerConfig)}
     if unknown:

@@ -1,7 +1,7 @@
 """Training checkpoints: write, read, check against an objective, and rebuild the model.
 
 A checkpoint is one ``torch.save`` dict tagged ``"format": CHECKPOINT_FORMAT``; the training
-loop in :mod:`cryolib.train` fills it (model, optimiser, scaler, step, RNG states, configs,
+loop in :mod:`cryolib.training.loop` fills it (model, optimiser, scaler, step, RNG states, configs,
 data standardisation, history) and re-exports these names. Writes are atomic (temporary file
 + rename); reads use ``weights_only=True`` and name the file on any error. :func:`_rng_state`
 and :func:`_set_rng_state` keep every RNG's state as tensors and plain types, so a resumed run
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cryolib.atomic import atomic_path
-from cryolib.errors import CryolibError
+from cryolib.core.atomic import atomic_path
+from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import OBJECTIVES, Objective, get_objective
 from cryolib.models.vit import ViTConfig
 

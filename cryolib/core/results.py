@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import platform
-import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import yaml
 
-from cryolib.atomic import atomic_path, atomic_write_text
+from cryolib.core.atomic import atomic_path, atomic_write_text
+from cryolib.core.jsonable import REPO_ROOT, to_jsonable
+from cryolib.core.provenance import git_commit, package_versions, provenance  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TRACKED_PACKAGES = ("cryolib", "numpy", "scipy", "torch", "timm", "scikit-learn", "topaz-em", "mrcfile", "starfile")
 
 
 def results_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
@@ -58,26 +53,6 @@ def save_table(df, name: str, profile: str, root: str | os.PathLike | None = Non
     return out
 
 
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON/YAML types: numpy/torch scalars and arrays become Python values, non-finite floats
-    become None, and paths inside the repository become relative."""
-    if isinstance(value, (str, Path)) and str(value).startswith(str(REPO_ROOT) + os.sep):
-        return os.path.relpath(str(value), REPO_ROOT)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _merge_file(path: Path, key: str, value: Any, loader, dumper) -> None:
     data = loader(path.read_text()) if path.exists() else {}
     data = data or {}
@@ -98,27 +73,6 @@ def read_metrics(profile: str, root: str | os.PathLike | None = None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def git_commit() -> str:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers."""
-    versions = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 class RunRecord:
     """Provenance of one notebook or command run, written to ``run.yaml`` by :meth:`finish`.
 
@@ -135,19 +89,9 @@ class RunRecord:
 
     def finish(self, **extra: Any) -> Path:
         """Write this run's entry into ``results/<profile>/run.yaml`` and return its path."""
-        from cryolib.profiles import get_profile
+        from cryolib.core.profiles import get_profile
 
-        entry = {
-            "parameters": to_jsonable(self.parameters),
-            "profile": get_profile(self.profile).as_dict(),
-            "seed": self.seed,
-            "git_commit": git_commit(),
-            "packages": package_versions(),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._t0)),
-            "wall_time_s": round(time.time() - self._t0, 1),
-            **to_jsonable(extra),
-        }
+        entry = provenance(self.parameters, self.seed, self._t0, profile=get_profile(self.profile).as_dict(), **extra)
         path = results_dir(self.profile, self.root) / "run.yaml"
         _merge_file(path, self.name, entry, yaml.safe_load, lambda d: yaml.safe_dump(d, sort_keys=False))
         log.info("recorded run %s in %s", self.name, path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from cryolib.errors import CryolibError
+from cryolib.core.errors import CryolibError
 
 
 @dataclass(frozen=True)

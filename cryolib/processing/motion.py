@@ -20,22 +20,22 @@ import logging
 import numpy as np
 import torch
 
-from cryolib.errors import CryolibError
-from cryolib.motion_peaks import (
+from cryolib.core.errors import CryolibError
+from cryolib.processing.motion_peaks import (
     coarse_size,
     crop_size,
     crop_spectrum,
     find_peaks,
     significance_threshold,
 )
-from cryolib.motion_weights import (
+from cryolib.processing.motion_weights import (
     cc_filter,
     remove_smooth_component,
     smooth_noise_gain,
     tapered_spectra,
     weighted_cross,
 )
-from cryolib.simulate.movie import phase_ramp, shift_image
+from cryolib.processing.fourier import phase_ramp, shift_image
 
 __all__ = [
     "estimate_shifts",
@@ -178,7 +178,7 @@ def estimate_shifts(
     1024² frame) of the CC of edge-tapered frames, then refined by evaluating the CC exactly
     on finer local grids plus a parabolic fit, with the edge jumps removed instead by the
     periodic-plus-smooth decomposition (Moisan 2011; exact, and the noise that it adds to
-    the lowest frequencies is weighted down): see :mod:`cryolib.motion_weights`. A
+    the lowest frequencies is weighted down): see :mod:`cryolib.processing.motion_weights`. A
     frame whose coarse peak is not significant (noise alone would reach it with probability
     10⁻³ in the search window) gets its shift interpolated from the neighbouring frames that
     have one; with none anywhere, the movie is taken as not moving. Up to ``n_iter`` rounds

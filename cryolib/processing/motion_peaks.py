@@ -1,4 +1,4 @@
-"""Cross-correlation peak search for frame alignment (:mod:`cryolib.motion`).
+"""Cross-correlation peak search for frame alignment (:mod:`cryolib.processing.motion`).
 
 A coarse peak on a small inverse-FFT grid of the low-pass cross-power spectrum, then the CC
 evaluated exactly (a matrix DFT) on local grids 4× finer each and a parabolic fit. Spectra
