@@ -1,1 +1,1 @@
-""""""
+"""The bottom layer: errors, atomic writes, provenance, profiles, results."""

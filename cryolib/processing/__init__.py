@@ -1,1 +1,1 @@
-""""""
+"""Processing of micrographs and movies: motion correction, preprocessing, tiling, Fourier helpers."""

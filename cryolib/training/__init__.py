@@ -1,1 +1,1 @@
-""""""
+"""The one training loop, its checkpoints and distributed helpers."""
