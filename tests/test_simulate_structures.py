@@ -192,7 +192,7 @@ def test_load_structure_from_pdb(tmp_path, caplog):
 
 
 def test_load_structure_from_mmcif_matches_pdb(tmp_path):
-    gemmi = pytest.importorskip("gemmi")
+    import gemmi  # a hard dependency (pyproject.toml): a missing gemmi must fail, not skip
     pdb = tmp_path / "ala.pdb"
     pdb.write_text(PDB_TEXT)
     st = gemmi.read_structure(str(pdb))
