@@ -1,16 +1,24 @@
-"""Picking speed and memory, Cryo-EMMAE against Topaz's pretrained extractor, in one run.
+"""Picking speed and memory: the whole ``cryolib pick`` process per method, paired, against Topaz.
 
 Usage::
 
-    python benchmarks/pick.py --profile default --dataset sim-10291 --n 4 \\
-        [--checkpoint results/default/checkpoints/cryoemmae_default.pt]
+    python benchmarks/pick.py --sizes 1024 4096 --n 3 --repeats 2 [--checkpoint PICKER_FILE]
 
-On the same micrographs, each method runs in its own child process (so its peak resident
-memory is its own): Cryo-EMMAE inference with a picker checkpoint, Topaz ``resnet16_u64``
-extraction at its own scale, and the LoG blob picker. Reports micrographs per second, the
-model-loading time, peak RSS, and the ratios to Topaz. Also measures MAE pretraining
-throughput (tiles/s) on the CPU, and on a GPU when one is present. Writes
-``results/<profile>/benchmarks/pick.json`` and ``pick.md``.
+Micrographs: ``--n`` simulated sim-10291 micrographs per size (:func:`cryolib.simulate.dataset.build_dataset`,
+``--frames`` frames, cached under ``--work``). Methods: Cryo-EMMAE (the shipped picker, or
+``--checkpoint``), Topaz's pretrained ``resnet16_u64`` and the LoG blob picker.
+
+* Whole process: ``cryolib pick --method M --input MICS --reference-coords REF.csv`` as a child
+  process, timed from spawn to exit (imports, checkpoint load, the reference step: Cryo-EMMAE names
+  its particle cluster, blob and Topaz calibrate their threshold on the reference micrograph,
+  picking, writing). Peak RSS is the child's own (``os.wait4``). Within each repeat the methods run
+  in turn (order rotated per repeat), so each ratio to Topaz is taken per repeat (paired), then
+  the median over repeats.
+* In-process, picker pre-fitted (the earlier figure): each method in a fresh child process on
+  the same micrographs, timing only :func:`cryolib.pick.pick_micrographs` after the picker file is loaded.
+* MAE pretraining throughput (tiles/s) on the CPU, and on a GPU when one is present.
+
+Writes ``results/<profile>/benchmarks/pick.json`` and ``pick.md``.
 """
 
 from __future__ import annotations
@@ -21,42 +29,110 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
+
+METHODS = ("cryoemmae", "topaz", "blob")
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# --------------------------------------------------------------------------- whole process
+def cryolib_executable() -> Path:
+    """The ``cryolib`` console script of this interpreter's environment (.venv/bin/cryolib)."""
+    exe = Path(sys.executable).with_name("cryolib")
+    if not exe.is_file():
+        raise SystemExit(f"{exe} not found; install the package (pip install -e .) in this environment")
+    return exe
 
 
+def run_cli(method: str, mics: Path, diameter_px: float, reference: Path, out: Path,
+            checkpoint: Path | None) -> dict:
+    """One ``cryolib pick`` child process -> wall time (s), peak RSS (MB) and its run.yaml numbers."""
+    cmd = [str(cryolib_executable()), "pick", "--method", method, "--input", str(mics), "--diameter-px",
+           f"{diameter_px:.4f}", "--reference-coords", str(reference), "--out", str(out), "--format", "csv"]
+    if method == "cryoemmae" and checkpoint is not None:
+        cmd += ["--checkpoint", str(checkpoint)]
+    log_path = out.with_suffix(".log")
+    with open(log_path, "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
+        raise SystemExit(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}:\n{tail}")
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    return {"method": method, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0,
+            "picks": run["n_picks"], "threshold": run.get("threshold"), "micrographs": run["n_micrographs"]}
+
+
+def whole_process(methods: list[str], mics: Path, n: int, diameter_px: float, reference: Path, work: Path,
+                  checkpoint: Path | None, repeats: int) -> list[dict]:
+    """Each method ``repeats`` times, in turn (rotated), and per method the paired summary against Topaz."""
+    runs: list[dict] = []
+    for r in range(repeats):
+        order = methods[r % len(methods):] + methods[: r % len(methods)]
+        for method in order:
+            res = run_cli(method, mics, diameter_px, reference, work / f"{method}_{r}", checkpoint)
+            runs.append({**res, "repeat": r})
+            print(f"  {method:9s} repeat {r}: {res['wall_s']:.1f} s, {res['peak_rss_mb']:.0f} MB, "
+                  f"{res['picks']} picks", flush=True)
+    summary = []
+    by = {m: sorted((x for x in runs if x["method"] == m), key=lambda x: x["repeat"]) for m in methods}
+    for m in methods:
+        wall = statistics.median(x["wall_s"] for x in by[m])
+        row = {"method": m, "micrographs": n, "repeats": repeats, "wall_s": wall, "micrographs_per_s": n / wall,
+               "peak_rss_mb": max(x["peak_rss_mb"] for x in by[m]), "picks": by[m][0]["picks"],
+               "threshold": by[m][0]["threshold"], "wall_s_runs": [x["wall_s"] for x in by[m]]}
+        if "topaz" in by:
+            row["speed_vs_topaz"] = statistics.median(t["wall_s"] / x["wall_s"] for t, x in zip(by["topaz"], by[m]))
+            row["memory_vs_topaz"] = row["peak_rss_mb"] / max(x["peak_rss_mb"] for x in by["topaz"])
+        summary.append(row)
+    return summary
+
+
+# --------------------------------------------------------------------------- in-process, picker pre-fitted
 def _pick_child(method: str, paths: list[str], diameter_px: float, checkpoint: str | None, queue) -> None:
     """Run one method on ``paths`` in this (child) process; report timings and peak RSS."""
-    from cryolib.pick.cryoemmae import load_picker, pick_micrographs
+    from cryolib.pick import pick_micrographs
+    from cryolib.pick.cryoemmae import DEFAULT_CHECKPOINT, load_picker
 
     torch.set_num_threads(int(os.environ.get("CRYOLIB_BENCH_THREADS", "2")))
     t0 = time.perf_counter()
-    picker = load_picker(checkpoint) if method == "cryoemmae" else None
+    picker = load_picker(checkpoint or DEFAULT_CHECKPOINT) if method == "cryoemmae" else None
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     picks = pick_micrographs(method, [Path(p) for p in paths], diameter_px, checkpoint=picker, progress=False)
     t_pick = time.perf_counter() - t1
     queue.put({"method": method, "load_s": t_load, "pick_s": t_pick, "micrographs": len(paths),
                "micrographs_per_s": len(paths) / t_pick, "picks": int(sum(len(v) for v in picks.values())),
-               "peak_rss_mb": _peak_rss_mb()})
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0})
 
 
-def time_method(method: str, paths: list[Path], diameter_px: float, checkpoint: Path | None) -> dict:
-    """Run ``method`` in a fresh process and return its report."""
+def in_process(methods: list[str], paths: list[Path], diameter_px: float, checkpoint: Path | None) -> list[dict]:
+    """Each method once in a fresh spawned process; ratios to Topaz's."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_pick_child, args=(method, [str(p) for p in paths], diameter_px, str(checkpoint) if checkpoint else None, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    rows = []
+    for method in methods:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_pick_child, args=(method, [str(p) for p in paths], diameter_px,
+                                                      str(checkpoint) if checkpoint else None, queue))
+        proc.start()
+        rows.append(queue.get())
+        proc.join()
+    topaz = next((r for r in rows if r["method"] == "topaz"), None)
+    for r in rows:
+        if topaz:
+            r["speed_vs_topaz"] = r["micrographs_per_s"] / topaz["micrographs_per_s"]
+            r["memory_vs_topaz"] = r["peak_rss_mb"] / topaz["peak_rss_mb"]
+    return rows
 
 
 def pretrain_throughput(model: str, device: str, steps: int = 20, batch: int = 64) -> dict:
@@ -81,50 +157,107 @@ def pretrain_throughput(model: str, device: str, steps: int = 20, batch: int = 6
     return {"model": model, "device": device, "batch": batch, "tiles_per_s": steps * batch / (time.perf_counter() - t0)}
 
 
+# --------------------------------------------------------------------------- report
+def _ratio(r: dict, key: str) -> str:
+    return f"{r[key]:.2f}" if key in r else "-"
+
+
+def markdown(report: dict) -> str:
+    """The three tables of pick.md."""
+    cfg = report["config"]
+    lines = [f"Simulated sim-10291 micrographs ({cfg['n']} per size {cfg['sizes']}, {cfg['frames']} frames), particle diameter "
+             f"{report['diameter_px']:.1f} px; {report['machine']['cpus']} CPUs, GPU {report['machine']['gpu']}, "
+             f"1-min load average {report['machine']['load_average_1min']} (start, after each size): "
+             "compare methods within one run only.", "",
+             f"Whole `cryolib pick` process (reference fit included: --reference-coords on one micrograph), "
+             f"median of {cfg['repeats']} paired repeat(s):", "",
+             "| size (px) | method | micrographs/s | × Topaz speed | peak RSS (MB) | × Topaz memory | picks | threshold |",
+             "|---|---|---|---|---|---|---|---|"]
+    for size, rows in report["whole_process"].items():
+        lines += [f"| {size}² | {r['method']} | {r['micrographs_per_s']:.3f} | {_ratio(r, 'speed_vs_topaz')} | "
+                  f"{r['peak_rss_mb']:.0f} | {_ratio(r, 'memory_vs_topaz')} | {r['picks']} | "
+                  f"{'all' if r['threshold'] is None else format(r['threshold'], '.3g')} |" for r in rows]
+    lines += ["", "In-process, picker pre-fitted (picking only, after loading the picker file; default thresholds):", "",
+              "| size (px) | method | micrographs/s | × Topaz speed | peak RSS (MB) | × Topaz memory | load (s) |",
+              "|---|---|---|---|---|---|---|"]
+    for size, rows in report["in_process"].items():
+        lines += [f"| {size}² | {r['method']} | {r['micrographs_per_s']:.3f} | {_ratio(r, 'speed_vs_topaz')} | "
+                  f"{r['peak_rss_mb']:.0f} | {_ratio(r, 'memory_vs_topaz')} | {r['load_s']:.2f} |" for r in rows]
+    if report["pretraining"]:
+        lines += ["", "| MAE pretraining | device | tiles/s |", "|---|---|---|"]
+        lines += [f"| {t['model']} | {t['device']} | {t['tiles_per_s']:.1f} |" for t in report["pretraining"]]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's flags (sizes, counts, repeats, methods, ...)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="default", help="results/<profile>/benchmarks/ (and the pretraining model)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096], help="micrograph sides (px)")
+    p.add_argument("--n", type=int, nargs="+", default=[3], help="micrographs per size (one value, or one per size)")
+    p.add_argument("--repeats", type=int, default=2, help="paired repeats of the whole-process runs")
+    p.add_argument("--frames", type=int, default=4, help="movie frames per simulated micrograph")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--checkpoint", default=None, help="Cryo-EMMAE picker file (default: the shipped one)")
+    p.add_argument("--work", default=None, help="folder for the simulated micrographs and picks (default: a temp dir)")
+    p.add_argument("--no-in-process", action="store_true", help="skip the in-process figure")
+    p.add_argument("--pretrain-steps", type=int, default=20, help="0 skips the pretraining throughput")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if len(args.n) not in (1, len(args.sizes)) or min(args.n) < 1:
+        p.error(f"--n takes one count >= 1, or one per size ({len(args.sizes)})")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from cryolib.core.atomic import atomic_write_text
-    from cryolib.io.datasets import dataset_dir, load_dataset
-    from cryolib.evaluate.scoring import good_micrographs
-    from cryolib.io.micrographs import read_micrograph
     from cryolib.core.profiles import get_profile
     from cryolib.core.results import REPO_ROOT, results_dir
+    from cryolib.simulate.dataset import build_dataset
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="default")
-    p.add_argument("--dataset", default="sim-10291", help="a dataset analog already built by notebook 01")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--n", type=int, default=4, help="micrographs to pick")
-    p.add_argument("--checkpoint", default=None, help="Cryo-EMMAE picker file (default: results/<profile>/checkpoints/cryoemmae_default.pt)")
-    p.add_argument("--pretrain-steps", type=int, default=20)
-    args = p.parse_args(argv)
+    args = parse_args(argv)
+    counts = dict(zip(args.sizes, args.n * len(args.sizes) if len(args.n) == 1 else args.n))  # size -> micrographs
 
-    prof = get_profile(args.profile)
-    ds = load_dataset(dataset_dir(args.dataset, args.profile, args.data_root))
-    paths = good_micrographs(ds, list(ds.micrographs))[: args.n]
-    ckpt = Path(args.checkpoint) if args.checkpoint else results_dir(args.profile) / "checkpoints" / "cryoemmae_default.pt"
-    picking = [time_method(m, paths, ds.diameter_px, ckpt if m == "cryoemmae" else None) for m in ("cryoemmae", "topaz", "blob")]
-    topaz = next(r for r in picking if r["method"] == "topaz")
-    for r in picking:
-        r["speed_vs_topaz"] = r["micrographs_per_s"] / topaz["micrographs_per_s"]
-        r["memory_vs_topaz"] = r["peak_rss_mb"] / topaz["peak_rss_mb"]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    models = {prof.pretrain.model, "cryoemmae"}
-    throughput = [pretrain_throughput(m, d, args.pretrain_steps) for d in devices for m in sorted(models)]
+    work = Path(args.work or Path(tempfile.gettempdir()) / "cryolib-bench-pick")
+    ckpt = Path(args.checkpoint).resolve() if args.checkpoint else None
+    shown = (os.path.relpath(ckpt, REPO_ROOT) if ckpt and ckpt.is_relative_to(REPO_ROOT) else str(ckpt or "shipped"))
     report = {
-        "profile": args.profile, "dataset": ds.name, "micrograph_px": list(read_micrograph(paths[0])[0].shape),
-        "diameter_px": ds.diameter_px, "checkpoint": os.path.relpath(ckpt, REPO_ROOT) if ckpt.is_relative_to(REPO_ROOT) else str(ckpt), "picking": picking, "pretraining": throughput,
+        "profile": args.profile, "dataset": "sim-10291 (simulated)", "diameter_px": None, "checkpoint": shown,
+        "config": {k: v for k, v in vars(args).items() if k in ("sizes", "n", "repeats", "frames", "methods", "seed")},
+        "whole_process": {}, "in_process": {}, "pretraining": [],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                    "load_average_1min": [round(os.getloadavg()[0], 2)]},  # at the start, then after each size
     }
     out = results_dir(args.profile) / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "pick.json", json.dumps(report, indent=2) + "\n")
-    lines = ["| method | micrographs/s | × Topaz speed | peak RSS (MB) | × Topaz memory | load (s) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['micrographs_per_s']:.3f} | {r['speed_vs_topaz']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_vs_topaz']:.2f} | {r['load_s']:.2f} |" for r in picking]
-    lines += ["", "| MAE pretraining | device | tiles/s |", "|---|---|---|"]
-    lines += [f"| {t['model']} | {t['device']} | {t['tiles_per_s']:.1f} |" for t in throughput]
-    atomic_write_text(out / "pick.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+
+    def write() -> str:  # after each size, so a long run keeps what it finished
+        atomic_write_text(out / "pick.json", json.dumps(report, indent=2) + "\n")
+        md = markdown(report)
+        atomic_write_text(out / "pick.md", md)
+        return md
+
+    for size in args.sizes:
+        print(f"{size}²: simulating {counts[size]} micrograph(s)", flush=True)
+        ds = build_dataset("sim-10291", counts[size], work / f"sim-10291-{size}", size_px=size, n_frames=args.frames,
+                           seed=args.seed, overwrite="if-stale", progress=False)
+        report["diameter_px"] = ds.diameter_px
+        reference = ds.root / "ground_truth" / "particle_coordinates" / f"{ds.stems[0]}.csv"
+        runs = work / f"runs-{size}-{time.strftime('%Y%m%d-%H%M%S')}"
+        runs.mkdir(parents=True)
+        report["whole_process"][size] = whole_process(list(args.methods), ds.root / "micrographs",
+                                                      len(ds.micrographs), ds.diameter_px, reference, runs, ckpt,
+                                                      args.repeats)
+        if not args.no_in_process:
+            report["in_process"][size] = in_process(list(args.methods), list(ds.micrographs), ds.diameter_px, ckpt)
+        report["machine"]["load_average_1min"].append(round(os.getloadavg()[0], 2))
+        write()
+    if args.pretrain_steps > 0:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        models = sorted({get_profile(args.profile).pretrain.model, "cryoemmae"})
+        report["pretraining"] = [pretrain_throughput(m, d, args.pretrain_steps) for d in devices for m in models]
+    print(write())
     return 0
 
 

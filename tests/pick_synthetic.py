@@ -58,3 +58,28 @@ def blob_mask(shape, blobs) -> np.ndarray:
 def blob_centre_px(r: int, c: int, s: int) -> tuple[float, float]:
     """Working-px (x, y) centre of a blob of tokens [r, r+s) x [c, c+s)."""
     return (c + s / 2) * TOKEN - 0.5, (r + s / 2) * TOKEN - 0.5
+
+
+def crowded_blob_micrograph(seed: int, size: int = 384, d: float = 24.0, n: int = 100, amplitude: float = 0.5,
+                            min_sep: float = 1.15):
+    """Many faint dark Gaussian blobs (std d/4, peak ``amplitude`` x the unit noise std), packed
+    ``min_sep`` d apart -> (image, true centres DataFrame x, y in px).
+
+    A micrograph on which the blob picker's score scale is off: its scores are in noise stds of
+    the filter response, and here the crowded particles themselves inflate that estimate, so they
+    score about 1.5-3 rather than above the documented 3.5 (measured: default-threshold F1 0.13-0.31,
+    best-F1 threshold 0.86-0.95 over seeds 0-2).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    pts: list[np.ndarray] = []
+    for _ in range(5000):
+        if len(pts) == n:
+            break
+        c = rng.uniform(d, size - d, 2)
+        if all(np.hypot(*(c - p)) > min_sep * d for p in pts):
+            pts.append(c)
+    img = rng.standard_normal((size, size))
+    for x, y in pts:
+        img -= amplitude * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (d / 4) ** 2))
+    return img.astype(np.float32), pd.DataFrame(pts, columns=["x", "y"])

@@ -44,6 +44,6 @@ def test_cycle_finder_finds_a_cycle():
 
 
 @pytest.mark.parametrize("layer", ["core", "io", "processing", "simulate", "evaluate", "models", "training",
-                                   "pick", "denoise", "studies", "commands"])
+                                   "pick", "denoise", "curate", "studies", "commands"])
 def test_every_layer_is_a_package(layer):
     assert (ROOT / "cryolib" / layer / "__init__.py").is_file()

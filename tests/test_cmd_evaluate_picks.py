@@ -1,6 +1,9 @@
-"""`cryolib evaluate-picks` end to end on temporary files, and its bad inputs (exit 2, one line, no JSON)."""
+"""`cryolib evaluate-picks` end to end on temporary files, and its bad inputs (exit 2, one line, nothing written);
+cryolib.evaluate.pick_files, the library function it calls."""
 
 import json
+
+import yaml
 
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ import pytest
 from cryolib.cli import main
 from cryolib.io.micrographs import read_coordinates, write_coordinates
 from cryolib.evaluate.metrics import score_dataset
+from cryolib.evaluate.pick_files import evaluate_pick_dirs, format_report
 
 DIAMETER = 30.0
 
@@ -45,12 +49,18 @@ def _expected(pred, truth, rule="overlap60", threshold=None, diameter=DIAMETER):
     return score_dataset(p, t, diameter, rule)
 
 
-def test_end_to_end_default_json(dirs, capsys):
+def test_end_to_end_out_folder(dirs, tmp_path, capsys):
     pred, truth = dirs
-    assert main(["evaluate-picks", "--pred", str(pred), "--truth", str(truth)]) == 0
+    out_dir = tmp_path / "eval"
+    assert main(["evaluate-picks", "--pred", str(pred), "--truth", str(truth), "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert "rule: overlap60" in out and "POOLED" in out and "mic2" in out
-    report = json.loads((pred / "evaluation.json").read_text())
+    assert sorted(p.name for p in out_dir.iterdir()) == ["evaluation.json", "run.yaml"]
+    assert not (pred / "evaluation.json").exists()  # the input folder is never written to
+    report = json.loads((out_dir / "evaluation.json").read_text())
+    run = yaml.safe_load((out_dir / "run.yaml").read_text())
+    assert run["command"] == "evaluate-picks" and run["parameters"]["pred"] == str(pred)
+    assert run["f1"] == pytest.approx(report["pooled"]["f1"]) and run["n_micrographs"] == 3
     expected = _expected(pred, truth)
     for key in ("tp", "fp", "fn", "precision", "recall", "f1", "mean_iou"):
         assert report["pooled"][key] == pytest.approx(expected[key])
@@ -63,11 +73,11 @@ def test_end_to_end_default_json(dirs, capsys):
 
 def test_rule_threshold_diameter_and_out(dirs, tmp_path, capsys):
     pred, truth = dirs
-    out = tmp_path / "reports" / "iou.json"
+    out = tmp_path / "reports" / "iou"
     argv = ["evaluate-picks", "--pred", str(pred), "--truth", str(truth), "--rule", "iou60",
             "--threshold", "1.0", "--diameter-px", "40", "--out", str(out)]
     assert main(argv) == 0
-    report = json.loads(out.read_text())
+    report = json.loads((out / "evaluation.json").read_text())
     expected = _expected(pred, truth, "iou60", 1.0, 40.0)
     assert report["rule"] == "iou60" and report["threshold"] == 1.0
     assert (report["pooled"]["tp"], report["pooled"]["n_pred"]) == (expected["tp"], expected["n_pred"])
@@ -79,18 +89,62 @@ def test_repo_rule_and_unpaired_files(dirs, capsys):
     pred, truth = dirs
     _write_truth(truth, "only_truth", np.array([[100.0, 100.0]]))
     write_coordinates(pred / "only_pred.csv", pd.DataFrame({"x": [5.0], "y": [5.0]}))
-    assert main(["evaluate-picks", "--pred", str(pred), "--truth", str(truth), "--rule", "repo-nearest"]) == 0
-    report = json.loads((pred / "evaluation.json").read_text())
+    report = evaluate_pick_dirs(pred, truth, rule="repo-nearest")
     assert report["pooled"]["rule"] == "repo-nearest" and report["pooled"]["n_micrographs"] == 3
     assert report["unpaired_pred"] == ["only_pred"] and report["unpaired_truth"] == ["only_truth"]
 
 
+def test_without_out_prints_only(dirs, capsys):
+    pred, truth = dirs
+    before = sorted(p.name for p in pred.iterdir())
+    assert main(["evaluate-picks", "--pred", str(pred), "--truth", str(truth)]) == 0
+    assert "POOLED" in capsys.readouterr().out
+    assert sorted(p.name for p in pred.iterdir()) == before
+
+
+def test_library_report_matches_metrics_and_formats(dirs):
+    pred, truth = dirs
+    report = evaluate_pick_dirs(pred, truth, threshold=0.5)
+    expected = _expected(pred, truth, threshold=0.5)
+    assert (report["pooled"]["tp"], report["pooled"]["n_pred"]) == (expected["tp"], expected["n_pred"])
+    text = format_report(report)
+    assert text.splitlines()[0].startswith("rule: overlap60  threshold: 0.5") and "average precision" in text
+
+
 def _bad(argv, capsys, message, json_path):
+    """Exit 2, one line on stderr naming ``message``, no report; ``--out`` (if not given) must not appear."""
+    out = json_path.parent.parent / "out"
+    if "--out" not in argv:
+        argv = [*argv, "--out", str(out)]
     assert main(["evaluate-picks", *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("cryolib evaluate-picks: error:") and err.count("\n") == 1
+    assert err.startswith("cryolib evaluate-picks: error:") and err.count("\n") == 1, err
     assert message in err, err
-    assert not json_path.exists()
+    assert not json_path.exists() and not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rule", "nearest"], "invalid choice: 'nearest'"),
+    (["--threshold", "high"], "invalid float value: 'high'"),
+    (["--diameter-px"], "expected one argument"),
+])
+def test_bad_flags_one_line(dirs, capsys, argv, message):
+    pred, truth = dirs
+    _bad(["--pred", str(pred), "--truth", str(truth), *argv], capsys, message, pred / "evaluation.json")
+
+
+def test_missing_required_flag(dirs, capsys):
+    _, truth = dirs
+    _bad(["--truth", str(truth)], capsys, "required: --pred", truth / "evaluation.json")
+
+
+def test_out_is_a_file(dirs, tmp_path, capsys):
+    pred, truth = dirs
+    target = tmp_path / "report.json"
+    target.write_text("{}")
+    _bad(["--pred", str(pred), "--truth", str(truth), "--out", str(target)], capsys, "is a file",
+         pred / "evaluation.json")
+    assert target.read_text() == "{}"
 
 
 def test_missing_and_empty_folders(dirs, tmp_path, capsys):

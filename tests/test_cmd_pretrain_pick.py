@@ -1,18 +1,20 @@
-"""`cryolib pretrain` and `cryolib pick` end to end on a tiny simulated dataset, and their bad inputs
-(exit 2, one line on stderr, no output written)."""
+"""`cryolib pick` end to end on a tiny simulated dataset (from a `cryolib pretrain` checkpoint), and its bad
+inputs (exit 2, one line on stderr, no output written). `cryolib pretrain` itself: tests/test_cmd_pretrain.py."""
 
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
+import yaml
 
 from cryolib.pick import cryoemmae as ce
+from cryolib.pick import get_picker
 from cryolib.cli import main
-from cryolib.io.micrographs import read_coordinates, write_mrc
-from cryolib.training.loop import load_checkpoint
+from cryolib.evaluate.metrics import match_picks
+from cryolib.io.micrographs import read_coordinates, write_coordinates, write_mrc
+from pick_synthetic import synthetic_micrograph
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +25,9 @@ def ds(tiny_sim_10291):
 
 @pytest.fixture(scope="module")
 def run_dir(ds, tmp_path_factory):
-    """A `cryolib pretrain` run at the smoke profile: run/mae.pt and its logs."""
+    """A `cryolib pretrain` run at the smoke profile: run/checkpoint.pt and its logs."""
     run = tmp_path_factory.mktemp("run")
-    argv = ["pretrain", "--objective", "mae", "--data", str(ds.root), "--out", str(run / "mae.pt"),
+    argv = ["pretrain", "--objective", "cryoemmae", "--data", str(ds.root), "--out", str(run),
             "--profile", "smoke", "--seed", "0"]
     assert main(argv) == 0
     return run
@@ -34,7 +36,7 @@ def run_dir(ds, tmp_path_factory):
 @pytest.fixture(scope="module")
 def picker_file(ds, run_dir):
     train = ds.split("train")
-    picker = ce.fit_picker(run_dir / "mae.pt", train, train[0], ds.coordinates(train[0].stem), ds.diameter_px)
+    picker = ce.fit_picker(run_dir / "checkpoint.pt", train, train[0], ds.coordinates(train[0].stem), ds.diameter_px)
     return ce.save_picker(run_dir / "picker.pt", picker, "cpu-tiny")
 
 
@@ -54,41 +56,11 @@ def _check_picks(out, ds, fmt):
             assert ("rlnAutopickFigureOfMerit" if fmt == "star" else "Score") in text or len(df) == 0
 
 
-def test_pretrain_writes_checkpoint_and_logs(run_dir):
-    ckpt = load_checkpoint(run_dir / "mae.pt")
-    assert ckpt["objective"] == "cryoemmae" and ckpt["model_config"]["name"] == "cpu-tiny"
-    assert ckpt["epoch"] == 1 and "picker_config" in ckpt["data_stats"]
-    log = pd.read_csv(run_dir / "train_log.csv")
-    assert len(log) >= 1 and np.isfinite(log["loss"]).all()
-    assert (run_dir / "run.yaml").is_file() and (run_dir / "checkpoint.pt").is_file()
-
-
-def test_pretrain_resume(run_dir, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    shutil.copy(run_dir / "mae.pt", run / "mae.pt")  # no working checkpoint.pt: resume seeds it from --out
-    data = str(run_dir.parent / "sim-10291-192")
-    argv = ["pretrain", "--data", data, "--out", str(run / "mae.pt"), "--profile", "smoke", "--resume", "--epochs", "2"]
-    assert main(argv) == 0
-    first, resumed = load_checkpoint(run_dir / "mae.pt"), load_checkpoint(run / "mae.pt")
-    assert resumed["epoch"] == 2 and resumed["step"] == 2 * first["step"]
-    assert resumed["history"][: len(first["history"])] == first["history"]
-    assert "pretrained mae" in capsys.readouterr().out
-
-
-def test_pretrain_plain_folder(ds, tmp_path):
-    out = tmp_path / "plain" / "checkpoint.pt"
-    argv = ["pretrain", "--data", str(ds.root / "micrographs"), "--diameter-px", str(ds.diameter_px),
-            "--out", str(out), "--profile", "smoke"]
-    assert main(argv) == 0
-    assert load_checkpoint(out)["data_stats"]["n_micrographs"] == 3
-
-
 def test_pick_from_pretrain_checkpoint_with_reference(ds, run_dir, tmp_path, capsys):
     ref = ds.root / "ground_truth" / "particle_coordinates" / f"{ds.split('train')[0].stem}.csv"
     out = tmp_path / "picks"
     argv = ["pick", "--method", "cryoemmae", "--input", str(ds.root / "micrographs"), "--diameter-px",
-            str(ds.diameter_px), "--checkpoint", str(run_dir / "mae.pt"), "--reference-coords", str(ref),
+            str(ds.diameter_px), "--checkpoint", str(run_dir / "checkpoint.pt"), "--reference-coords", str(ref),
             "--out", str(out)]
     assert main(argv) == 0
     _check_picks(out, ds, "star")
@@ -105,17 +77,74 @@ def test_pick_with_picker_file_each_format(ds, picker_file, tmp_path, fmt):
     _check_picks(out, ds, fmt)
 
 
-def test_pick_blob_and_topaz(ds, tmp_path):
-    out = tmp_path / "blob"
-    assert main(["pick", "--method", "blob", "--input", str(ds.root / "micrographs"), "--diameter-px",
-                 str(ds.diameter_px), "--out", str(out), "--format", "csv", "--threshold", "0"]) == 0
-    _check_picks(out, ds, "csv")
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory):
+    """Two easy micrographs (dark 24 px disks on noise, 18 each) in one folder, and their centres."""
+    folder = tmp_path_factory.mktemp("easy")
+    truth = {}
+    for seed in range(2):
+        image, centres = synthetic_micrograph(seed, size=320, d=24.0, n=18)
+        write_mrc(folder / "mics" / f"easy{seed}.mrc", image, 1.0)
+        truth[f"easy{seed}"] = centres
+    return folder, truth
+
+
+def test_pick_blob_finds_the_particles_and_every_format_agrees(easy, tmp_path):
+    folder, truth = easy
+    tables = {}
+    for fmt in ("star", "csv", "box"):
+        out = tmp_path / fmt
+        assert main(["pick", "--method", "blob", "--input", str(folder / "mics"), "--diameter-px", "24",
+                     "--out", str(out), "--format", fmt]) == 0
+        tables[fmt] = {stem: read_coordinates(out / f"{stem}.{fmt}") for stem in truth}
+        run = yaml.safe_load((out / "run.yaml").read_text())
+        assert run["threshold"] == 3.5 and run["n_micrographs"] == 2 and run["seed"] == 0
+        assert run["n_picks"] == sum(len(df) for df in tables[fmt].values())
+    for stem, centres in truth.items():
+        star, csv, box = (tables[f][stem] for f in ("star", "csv", "box"))
+        res = match_picks(star, centres, 24.0)
+        assert len(star) >= 15 and res.recall >= 0.9 and res.precision >= 0.9, res.as_dict()  # measured: 1.0, 1.0
+        assert len(star) == len(csv) == len(box)
+        np.testing.assert_allclose(csv[["x", "y"]], star[["x", "y"]], atol=1e-3)
+        np.testing.assert_allclose(csv["score"], star["score"], rtol=1e-5)
+        np.testing.assert_allclose(box[["x", "y"]], star[["x", "y"]], atol=1.0)  # integer corners
+
+
+def test_pick_blob_with_reference_calibrates_the_threshold(easy, tmp_path):
+    folder, truth = easy
+    ref = tmp_path / "easy0.csv"
+    write_coordinates(ref, truth["easy0"], "csv")
+    out = tmp_path / "out"
+    assert main(["pick", "--method", "blob", "--input", str(folder / "mics"), "--diameter-px", "24",
+                 "--reference-coords", str(ref), "--seed", "3", "--out", str(out), "--format", "csv"]) == 0
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    expected = get_picker("blob").calibrate((folder / "mics" / "easy0.mrc", truth["easy0"]), 24.0)
+    assert run["threshold"] == pytest.approx(expected) and run["seed"] == 3
+    picks = read_coordinates(out / "easy1.csv")
+    assert len(picks) > 0 and (picks["score"] >= expected - 1e-6).all()
+    assert match_picks(picks, truth["easy1"], 24.0).f1 >= 0.9
+
+
+def test_pick_topaz(ds, tmp_path):
     one = ds.micrographs[0]
     out = tmp_path / "topaz"
     assert main(["pick", "--method", "topaz", "--input", str(one), "--diameter-px", str(ds.diameter_px),
                  "--out", str(out), "--threshold", "0"]) == 0
     files = _coordinate_files(out)
     assert [p.name for p in files] == [f"{one.stem}.star"]
+    assert (read_coordinates(files[0])["score"] >= 0).all()
+
+
+def test_unknown_method_exits_2(ds, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["pick", "--method", "crYOLO", "--input", str(ds.root / "micrographs"), "--diameter-px", "20",
+            "--out", str(out)]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own exit, until cli.py turns it into one line
+        code = stop.code
+    assert code == 2
+    assert "error" in capsys.readouterr().err and not out.exists()
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -130,7 +159,9 @@ def _bad_inputs(ds, run_dir, tmp):
     (mixed / "broken.mrc").write_bytes(b"not an mrc file at all")
     ref = tmp / "other_name.csv"
     ref.write_text("X-Coordinate,Y-Coordinate\n50,60\n")
-    ckpt = str(run_dir / "mae.pt")
+    far = tmp / "far.csv"
+    far.write_text("X-Coordinate,Y-Coordinate\n5000,6000\n")
+    ckpt = str(run_dir / "checkpoint.pt")
     pick = ["pick", "--input", mics, "--diameter-px", d]
     return {
         "no micrographs": (["pick", "--input", str(tmp / "empty"), "--diameter-px", d, "--method", "blob"],
@@ -146,16 +177,15 @@ def _bad_inputs(ds, run_dir, tmp):
         "reference stem": (pick + ["--checkpoint", ckpt, "--reference-coords", str(ref)], "--reference-micrograph"),
         "default checkpoint": (pick, "default checkpoint is not installed at"),
         "unreadable input": (["pick", "--input", str(mixed), "--diameter-px", d, "--method", "blob"], "broken.mrc"),
-        "reference with blob": (pick + ["--method", "blob", "--reference-coords", str(ref)], "cryoemmae only"),
-        "unknown objective": (["pretrain", "--objective", "draco", "--data", str(ds.root)], "available: mae"),
-        "plain folder, no diameter": (["pretrain", "--data", mics], "pass --diameter-px"),
-        "missing data folder": (["pretrain", "--data", str(tmp / "nowhere")], "not a folder"),
+        "checkpoint with blob": (pick + ["--method", "blob", "--checkpoint", ckpt], "cryoemmae method only"),
+        "reference off the micrograph": (pick + ["--method", "blob", "--reference-coords", str(far),
+                                                "--reference-micrograph", str(ds.micrographs[0])], "lie outside"),
     }
 
 
 BAD = ["no micrographs", "missing checkpoint", "corrupt checkpoint", "pretrain ckpt, no reference", "too small",
        "zero diameter", "negative diameter", "reference stem", "default checkpoint", "unreadable input",
-       "reference with blob", "unknown objective", "plain folder, no diameter", "missing data folder"]
+       "checkpoint with blob", "reference off the micrograph"]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -163,7 +193,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, ds, run_dir, tmp_path, capsy
     monkeypatch.setattr(ce, "DEFAULT_CHECKPOINT", tmp_path / "not_installed.pt")
     argv, message = _bad_inputs(ds, run_dir, tmp_path)[case]
     out = tmp_path / "out"
-    argv = argv + ["--out", str(out / "ckpt.pt") if argv[0] == "pretrain" else str(out)]
+    argv = argv + ["--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cryolib {argv[0]}: error:") and err.count("\n") == 1, err

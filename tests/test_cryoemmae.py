@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from cryolib.pick import cryoemmae as ce
+from cryolib.pick import pick_micrographs
 from cryolib.core.errors import CryolibError
 from cryolib.io.micrographs import read_micrograph, write_mrc
-from cryolib.pick.cluster import PickerConfig
+from cryolib.pick.cryoemmae_picker import PickerConfig
 from cryolib.training.loop import load_checkpoint
 
 
@@ -124,6 +125,8 @@ def test_pick_micrographs_methods(trained, ds):
         picks = ce.pick_micrographs(method, mics, ds.diameter_px, progress=False, **kwargs)
         assert list(picks) == ds.stems
         assert all({"x", "y", "score"} <= set(df.columns) for df in picks.values())
+        assert all(df.attrs["threshold"] == (None if method == "cryoemmae" else 3.5) for df in picks.values())
+    assert ce.pick_micrographs is pick_micrographs  # the notebooks' import path is the registry's function
     ref = ds.split("train")[0]
     fitted = ce.pick_micrographs("cryoemmae", mics[:2], ds.diameter_px, checkpoint=ckpt,
                                  reference=(ref, ds.coordinates(ref.stem)), threshold=0.0, progress=False)

@@ -107,3 +107,17 @@ def test_stale_folder_is_rebuilt_when_asked(tmp_path):
 
     assert yaml.safe_load((ds.root / "dataset.yaml").read_text())["seed"] == 2
     assert len(ds.micrographs) == 1
+
+
+def test_dataset_dir_defaults_to_the_repository_data_folder(tmp_path, monkeypatch):
+    """Datasets go to <repo>/data/<profile>/<name> (not into the package beside datasets.yaml), or $CRYOLIB_DATA."""
+    from cryolib.core.jsonable import REPO_ROOT
+    from cryolib.io.datasets import DATA_ENV, REGISTRY_PATH, dataset_dir
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    default = dataset_dir("sim-10081", "smoke")
+    assert default == REPO_ROOT / "data" / "smoke" / "sim-10081"
+    assert REGISTRY_PATH.parent not in default.parents
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert dataset_dir("10081", "full") == tmp_path / "full" / "sim-10081"
+    assert dataset_dir("sim-10081", "smoke", data_root=tmp_path / "x") == tmp_path / "x" / "smoke" / "sim-10081"

@@ -1,6 +1,10 @@
-"""cryolib.models.vit and cryolib.models.objectives: sizes, patches, masking, embeddings, groups."""
+"""cryolib.models.vit and cryolib.models.objectives: sizes, patches, masking, embeddings, groups, the objective
+registry (names, lazy modules, no import cycle)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,13 +12,16 @@ import torch.nn as nn
 
 from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import (
+    LAZY_OBJECTIVES,
     OBJECTIVES,
     MAEObjective,
     Objective,
     cryoemmae_objective,
     get_objective,
     mae_objective,
+    objective_names,
     param_groups,
+    register_objective,
 )
 from cryolib.models.vit import (
     MODEL_SIZES,
@@ -63,8 +70,8 @@ def test_unknown_model_and_override_raise_cryolib_error():
         build_model("vit-huge")
     with pytest.raises(CryolibError, match="unknown ViTConfig field"):
         get_config("cpu-tiny", depht=3)
-    with pytest.raises(CryolibError, match="choose one of"):
-        get_objective("draco")
+    with pytest.raises(CryolibError, match="unknown objective 'simclr'; choose one of cryoemmae, mae"):
+        get_objective("simclr")
 
 
 def test_patchify_unpatchify_round_trip_and_layout():
@@ -197,3 +204,64 @@ def test_objective_presets():
     assert loss.requires_grad and set(parts) == {"mse_masked"}
     with pytest.raises(CryolibError):
         MAEObjective("cpu-tiny", mask_ratio=1.0, norm_pix_loss=False, optim=opt)
+
+
+# --------------------------------------------------------------------------------------------- the registry
+
+
+def test_registry_names_and_options(monkeypatch):
+    assert objective_names()[:2] == ("cryoemmae", "mae")
+    assert OBJECTIVES["cryoemmae"] is cryoemmae_objective and OBJECTIVES["mae"] is mae_objective
+    m = get_objective("mae", "cpu-tiny")
+    assert m.name == "mae" and m.mask_ratio == 0.75 and m.model_name == "cpu-tiny"
+    assert get_objective("cryoemmae").model_name == "cryoemmae"  # the preset's default model
+    monkeypatch.setattr("cryolib.models.objectives.OBJECTIVES", dict(OBJECTIVES))
+
+    @register_objective("toy")
+    def toy(model="cpu-tiny", mask_ratio=0.3):
+        return MAEObjective(model, mask_ratio, False, cryoemmae_objective().optim, name="toy")
+
+    assert "toy" in objective_names()
+    assert get_objective("toy", mask_ratio=0.6).mask_ratio == 0.6  # options reach the factory
+    assert get_objective("toy", "cpu-small").model_name == "cpu-small"
+    register_objective("toy")(toy)  # the same factory again: a no-op
+    with pytest.raises(CryolibError, match="already registered"):
+        register_objective("toy")(mae_objective)
+
+
+def test_lazy_objective_module_is_imported_on_first_use(tmp_path, monkeypatch):
+    (tmp_path / "lazy_toy_objective.py").write_text(
+        "from cryolib.models.objectives import cryoemmae_objective, register_objective\n"
+        "IMPORTED = True\n"
+        "def lazy_objective(model='cpu-tiny'):\n"
+        "    obj = cryoemmae_objective(model)\n"
+        "    obj.name = 'lazy'\n"
+        "    return obj\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("cryolib.models.objectives.OBJECTIVES", dict(OBJECTIVES))
+    monkeypatch.setitem(LAZY_OBJECTIVES, "lazy", ("lazy_toy_objective", "lazy_objective"))
+    monkeypatch.setitem(LAZY_OBJECTIVES, "absent", ("no_such_module_anywhere", "factory"))
+    monkeypatch.delitem(sys.modules, "lazy_toy_objective", raising=False)
+    assert get_objective("lazy").name == "lazy" and "lazy_toy_objective" in sys.modules
+    names = objective_names()
+    assert "lazy" in names and "absent" not in names  # a lazy module that is not installed is not listed
+
+
+def test_registry_import_has_no_cycle_and_stays_lazy():
+    """Importing the registry does not import DRACO's module; importing DRACO first works too."""
+    code = ("import sys, importlib.util\n"
+            "import cryolib.models.objectives as o\n"
+            "assert 'cryolib.models.draco' not in sys.modules\n"
+            "names = o.objective_names()\n"
+            "if importlib.util.find_spec('cryolib.models.draco'):\n"
+            "    assert 'draco' in names and o.get_objective('draco').name == 'draco'\n"
+            "print(','.join(names))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("cryoemmae,mae")
+    first = subprocess.run([sys.executable, "-c", "import importlib.util, sys\n"
+                            "if importlib.util.find_spec('cryolib.models.draco'):\n"
+                            "    import cryolib.models.draco\n"
+                            "from cryolib.models.objectives import get_objective\n"
+                            "print(get_objective('mae').name)"], capture_output=True, text=True)
+    assert first.returncode == 0 and first.stdout.strip() == "mae", first.stderr

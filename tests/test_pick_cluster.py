@@ -1,4 +1,4 @@
-"""Tests for cryolib.pick.cluster: the Cryo-EMMAE picker's machinery (§3.2-3.3) on synthetic inputs.
+"""Tests for cryolib.pick.cluster and cryolib.pick.cryoemmae_picker: the Cryo-EMMAE picker (§3.2-3.3) on synthetic inputs.
 
 A stub encoder (local means and std per 4 px token) stands in for the MAE so that clusters
 separate; the trained MAE is checked by the study itself.
@@ -14,14 +14,15 @@ import pytest
 
 from cryolib.core.errors import CryolibError
 from cryolib.pick import cluster as cl
+from cryolib.pick.cryoemmae_picker import CryoEMMAEPicker, PickerConfig
 from pick_synthetic import TOKEN, StubEncoder, blob_centre_px, blob_mask, match_rates, synthetic_micrograph
 
 
 @pytest.fixture(scope="module")
-def fitted_picker() -> tuple[cl.CryoEMMAEPicker, list]:
+def fitted_picker() -> tuple[CryoEMMAEPicker, list]:
     mics = [synthetic_micrograph(s) for s in range(4)]
-    config = cl.PickerConfig(target_diameter_px=24.0, global_kmeans_threads=1)
-    picker = cl.CryoEMMAEPicker(StubEncoder(), config=config)
+    config = PickerConfig(target_diameter_px=24.0, global_kmeans_threads=1)
+    picker = CryoEMMAEPicker(StubEncoder(), config=config)
     picker.fit([m for m, _ in mics[:2]], mics[0][0], mics[0][1], diameter_px=24.0)
     return picker, mics
 
@@ -139,11 +140,11 @@ def test_picker_stages_and_state_round_trip(fitted_picker):
     assert len(stages["sequential_masks"]) == 1 + len(picker.config.ks)
     state = picker.state_dict()
     assert isinstance(state["centres"], np.ndarray) and state["config"]["ks"] == [3, 4, 5]
-    again = cl.CryoEMMAEPicker.from_state(StubEncoder(), state)
+    again = CryoEMMAEPicker.from_state(StubEncoder(), state)
     assert again.reference_fraction == picker.reference_fraction
     pd.testing.assert_frame_equal(again.pick(mics[3][0], 24.0), picks)
     old = {**state, "config": {k: v for k, v in state["config"].items() if k != "standardize_tokens"}}
-    assert cl.CryoEMMAEPicker.from_state(StubEncoder(), old).config.standardize_tokens is False  # predates it
+    assert CryoEMMAEPicker.from_state(StubEncoder(), old).config.standardize_tokens is False  # predates it
 
 
 def test_picker_particle_fraction_paper_default_or_measured_on_the_reference(fitted_picker):
@@ -155,15 +156,15 @@ def test_picker_particle_fraction_paper_default_or_measured_on_the_reference(fit
     measured = dataclasses.replace(picker, config=dataclasses.replace(picker.config, particle_fraction=None))
     assert measured.particle_fraction == pytest.approx(expected)
     with pytest.raises(CryolibError, match="no particle fraction"):
-        _ = cl.CryoEMMAEPicker(StubEncoder(), config=cl.PickerConfig(particle_fraction=None)).particle_fraction
+        _ = CryoEMMAEPicker(StubEncoder(), config=PickerConfig(particle_fraction=None)).particle_fraction
 
 
 def test_picker_with_the_cpu_tiny_mae_runs_end_to_end():
     from cryolib.models.vit import build_model
 
     img, truth = synthetic_micrograph(7, size=192, n=8)
-    config = cl.PickerConfig(target_diameter_px=24.0, global_kmeans_threads=1)
-    picker = cl.CryoEMMAEPicker(build_model("cpu-tiny"), config=config)
+    config = PickerConfig(target_diameter_px=24.0, global_kmeans_threads=1)
+    picker = CryoEMMAEPicker(build_model("cpu-tiny"), config=config)
     picker.fit([img], img, truth, 24.0)
     picks = picker.pick(img, 24.0)
     assert np.isfinite(picks[["x", "y", "score"]].to_numpy()).all()
@@ -184,10 +185,10 @@ def test_picker_bad_inputs(fitted_picker):
     with pytest.raises(CryolibError, match="smaller than one 64 px tile"):
         picker.pick(img[:80, :80], 48.0)  # 40 px at the working scale
     with pytest.raises(CryolibError, match="not fitted"):
-        cl.CryoEMMAEPicker(StubEncoder()).pick(img, 24.0)
+        CryoEMMAEPicker(StubEncoder()).pick(img, 24.0)
     with pytest.raises(CryolibError, match="lacks"):
-        cl.CryoEMMAEPicker.from_state(StubEncoder(), {"config": {}})
+        CryoEMMAEPicker.from_state(StubEncoder(), {"config": {}})
     state = picker.state_dict()
     state["particle_cluster"] = 9
     with pytest.raises(CryolibError, match="not one of"):
-        cl.CryoEMMAEPicker.from_state(StubEncoder(), state)
+        CryoEMMAEPicker.from_state(StubEncoder(), state)

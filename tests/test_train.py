@@ -1,4 +1,5 @@
-"""cryolib.training.loop (schedule, sampler, loop, checkpoints, resume, DDP) and cryolib.processing.tiles."""
+"""cryolib.training.loop (schedule, sampler, loop, checkpoints, resume, DDP), the dataset contract
+(cryolib.training.data) and cryolib.processing.tiles."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn as nn
 
 import cryolib.training.loop as train_mod
+from cryolib.cli import main as cli_main
+from cryolib.training.data import TrainingDataset, batch_size_of
 from cryolib.training.distributed import param_digest
 from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import MAEObjective, OptimConfig, cryoemmae_objective, mae_objective
@@ -199,13 +204,13 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, out: str, port: int) -> None:
-    """One rank, with the environment torchrun would set; runs the module's entry point."""
+    """One rank, with the environment torchrun would set; runs `cryolib pretrain --synthetic`."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    argv = ["--objective", "cryoemmae", "--model", "cpu-tiny", "--synthetic", "4", "--image-px", "128",
-            "--batch-size", "4", "--epochs", "2", "--max-steps", "3", "--device", "cpu", "--threads", "1",
-            "--out-dir", out]
-    if train_mod.main(argv) != 0:
+    torch.set_num_threads(1)
+    argv = ["pretrain", "--objective", "cryoemmae", "--model", "cpu-tiny", "--synthetic", "4", "--profile", "smoke",
+            "--batch-size", "4", "--epochs", "2", "--max-steps", "3", "--device", "cpu", "--out", out]
+    if cli_main(argv) != 0:
         raise RuntimeError(f"rank {rank} failed")
 
 
@@ -213,7 +218,7 @@ def test_ddp_two_gloo_processes_agree(tmp_path):
     """2 gloo processes (forked, so torch is not re-imported; `torchrun` sets the same variables)."""
     out = tmp_path / "ddp"
     mp.start_processes(_ddp_worker, args=(str(out), _free_port()), nprocs=2, start_method="fork")
-    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME, "train_log.csv"]  # rank 0 only
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME, "run.yaml", "train_log.csv"]  # rank 0 only
     ckpt = load_checkpoint(out / CHECKPOINT_NAME)
     assert ckpt["world_size"] == 2 and ckpt["step"] == 3 and len(ckpt["rng"]) == 2
     digests = ckpt["rank_param_digests"]
@@ -222,3 +227,84 @@ def test_ddp_two_gloo_processes_agree(tmp_path):
     assert param_digest(model) == digests[0]
     assert ckpt["steps_per_epoch"] == 2  # 16 tiles / 2 ranks / batch 4
     assert ckpt["rng"][0]["torch"].ne(ckpt["rng"][1]["torch"]).any()  # ranks draw different masks
+    assert [row["samples"] for row in ckpt["history"]] == [8, 8, 8]  # 2 ranks x batch 4, every step logged
+
+
+# --------------------------------------------------------------------------------------------- dataset contract
+
+
+def test_batch_size_of_tensor_tuple_and_dict():
+    x = torch.zeros(5, 1, 8, 8)
+    assert batch_size_of(x) == 5
+    assert batch_size_of((x, torch.arange(5))) == 5
+    assert batch_size_of([x, "names", 3]) == 5  # non-tensor items are ignored
+    assert batch_size_of({"full": x[:2], "odd": x[:2], "even": x[:2]}) == 2
+    with pytest.raises(CryolibError, match="disagree"):
+        batch_size_of({"full": x, "odd": x[:4]})
+    with pytest.raises(CryolibError, match="disagree"):
+        batch_size_of((x, torch.zeros(3)))
+    with pytest.raises(CryolibError, match="0-d"):
+        batch_size_of({"x": torch.tensor(1.0)})
+    with pytest.raises(CryolibError, match="holds no tensor"):
+        batch_size_of({"name": "a"})
+    with pytest.raises(CryolibError, match="must be a tensor"):
+        batch_size_of(np.zeros((3, 2)))
+
+
+class DictTiles:
+    """Tiles as ``{"x": tile}`` samples (the shape of DRACO's batches)."""
+
+    def __init__(self, tiles: TileDataset):
+        self.tiles = tiles
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.tiles[i]}
+
+    @property
+    def stats(self) -> dict:
+        return {**self.tiles.stats, "wrapped": "dict"}
+
+
+class ConvObjective:
+    """A trivial objective on dict batches: a 1x1 convolution trained to output zeros."""
+
+    name = "dict-toy"
+
+    def build_model(self) -> nn.Module:
+        return nn.Conv2d(1, 1, 1)
+
+    def loss(self, model, batch):
+        loss = model(batch["x"]).pow(2).mean()
+        return loss, {"out_sq": float(loss.detach())}
+
+    def optimizer_config(self) -> OptimConfig:
+        return OptimConfig(base_lr=1e-2, weight_decay=0.0)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model_config": {"name": "conv1x1"}}
+
+
+def test_loop_counts_dict_batches_by_samples(small_data, tmp_path):
+    data = DictTiles(small_data)  # 16 samples
+    assert isinstance(data, TrainingDataset)
+    cfg = TrainConfig(epochs=1, batch_size=4, log_every_steps=2, out_dir=tmp_path, device="cpu")
+    res = train(ConvObjective(), data, cfg, val_dataset=DictTiles(small_data), progress=False)
+    assert res.history["step"].tolist() == [2, 4]
+    assert res.history["samples"].tolist() == [8, 8]  # 2 steps x 4 samples, not 2 x 1 key
+    assert (res.history["images_per_s"] > 0).all()
+    logged = pd.read_csv(tmp_path / "train_log.csv")
+    assert logged["samples"].tolist() == [8, 8]
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["data_stats"] == data.stats and ckpt["objective"] == "dict-toy"
+    with torch.no_grad():  # the validation loss is the sample-weighted mean over the val set
+        expected = float(torch.stack([res.model(s["x"][None]).pow(2).mean() for s in data]).mean())
+    assert res.val_history["val_loss"].iloc[-1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_dataset_without_stats_is_refused(small_data):
+    plain = torch.utils.data.TensorDataset(torch.zeros(8, 1, 32, 32))
+    with pytest.raises(CryolibError, match="lacks stats"):
+        train(ConvObjective(), plain, TrainConfig(epochs=1, batch_size=4, device="cpu"), progress=False)

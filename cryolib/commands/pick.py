@@ -6,12 +6,15 @@ Examples::
     cryolib pick --method cryoemmae --checkpoint runs/mae/mae.pt --reference-coords mic_0001.csv \\
         --input 'mics/*.mrc' --diameter-px 130 --out picks/ --format csv
 
-``--checkpoint`` is a picker file (:func:`cryolib.pick.cryoemmae.save_picker`; default: the installed
-one) or a ``cryolib pretrain`` checkpoint, which is then fitted on the inputs and needs
-``--reference-coords``: the particles of ONE micrograph, which names the particle cluster.
-Writes ``<out>/<stem>.<format>`` per micrograph (x, y in its px, with a score) and ``run.yaml``.
-Everything is checked and picked before the first file is written. Notebooks call
-:func:`cryolib.pick.cryoemmae.pick_micrographs`.
+``--method`` is any registered picker (:func:`cryolib.pick.picker_names`: cryoemmae, blob, topaz).
+``--checkpoint`` (cryoemmae) is a picker file (:func:`cryolib.pick.cryoemmae.save_picker`; default:
+the installed one) or a ``cryolib pretrain`` checkpoint, which is then fitted on the inputs and
+needs ``--reference-coords``. ``--reference-coords``, the particles of ONE micrograph, is accepted
+by every method: Cryo-EMMAE names its particle cluster from it; blob and Topaz calibrate their score
+threshold on it (best F1, overlap60) unless ``--threshold`` is given.
+Writes ``<out>/<stem>.<format>`` per micrograph (x, y in its px, with a score) and ``run.yaml``
+(with the threshold used). Everything is checked and picked before the first file is written.
+Notebooks call the same :func:`cryolib.pick.pick_micrographs`.
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from cryolib.core.atomic import atomic_write_text
 from cryolib.core.errors import CryolibError
 
 log = logging.getLogger(__name__)
@@ -33,22 +34,34 @@ log = logging.getLogger(__name__)
 FORMATS = ("star", "csv", "box")
 
 
+def _defaults_text() -> str:
+    from cryolib.pick.registry import PICKERS
+
+    return ", ".join(f"{name} {'all' if cls.default_threshold is None else f'{cls.default_threshold:g}'}"
+                     for name, cls in sorted(PICKERS.items()))
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cryolib pick``."""
-    from cryolib.pick.blob import DEFAULT_THRESHOLD
+    from cryolib.pick import picker_names
 
-    parser.add_argument("--method", default="cryoemmae", choices=("cryoemmae", "blob", "topaz"),
+    parser.add_argument("--method", default="cryoemmae", choices=picker_names(),
                         help="picker (default cryoemmae)")
     parser.add_argument("--input", required=True, metavar="MICS", help="micrograph folder, glob or file")
     parser.add_argument("--diameter-px", type=float, required=True, help="particle diameter in input px")
     parser.add_argument("--checkpoint", default=None, metavar="CKPT",
                         help="cryoemmae: picker file or `cryolib pretrain` checkpoint (default: the installed one)")
     parser.add_argument("--reference-coords", default=None, metavar="CSV",
-                        help="cryoemmae: the particles of ONE micrograph (x, y px), naming the particle cluster")
+                        help="the particles of ONE micrograph (x, y px): cryoemmae names its particle cluster "
+                             "from them, blob and topaz calibrate their threshold on them")
     parser.add_argument("--reference-micrograph", default=None, metavar="MRC",
                         help="the micrograph of --reference-coords (default: the input with the same stem)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help=f"keep picks with score >= T (default: cryoemmae all, blob {DEFAULT_THRESHOLD:g}, topaz all)")
+                        help="keep picks with score >= T. Without it, --reference-coords calibrates the threshold "
+                             "(best F1 on the reference micrograph); without both, the method's operating point: "
+                             f"{_defaults_text()}")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (cryoemmae: fitting a pretraining checkpoint; topaz: normalisation)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one file per micrograph)")
     parser.add_argument("--format", default="star", choices=FORMATS, help="coordinate format (default star)")
 
@@ -89,29 +102,29 @@ def _summary(stem: str, df: pd.DataFrame, path: Path) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``cryolib pick``; returns the exit code."""
-    from cryolib.pick.cryoemmae import pick_micrographs
+    from cryolib.core.provenance import write_run_yaml
     from cryolib.io.micrographs import list_micrographs, write_coordinates
-    from cryolib.core.results import git_commit, package_versions
+    from cryolib.pick import pick_micrographs
 
     t0 = time.time()
     if not (math.isfinite(args.diameter_px) and args.diameter_px > 0):
         raise CryolibError(f"--diameter-px must be a finite number of px > 0, got {args.diameter_px}")
+    if args.threshold is not None and math.isnan(args.threshold):
+        raise CryolibError("--threshold is NaN; pass a number, or leave it out for the default")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CryolibError(f"--out {out} is a file; pass a folder for the coordinate files")
-    if args.method != "cryoemmae" and (args.checkpoint or args.reference_coords or args.reference_micrograph):
-        raise CryolibError(f"--checkpoint and --reference-* apply to --method cryoemmae only, not {args.method}")
     paths = list_micrographs(args.input)
     reference = resolve_reference(args.reference_coords, args.reference_micrograph, paths)
     picks = pick_micrographs(args.method, paths, args.diameter_px, checkpoint=args.checkpoint,
-                             reference=reference, threshold=args.threshold)
+                             reference=reference, threshold=args.threshold, seed=args.seed)
+    threshold = next(iter(picks.values())).attrs.get("threshold", args.threshold)
     for stem, df in picks.items():  # everything picked: now write, each file atomically
         target = out / f"{stem}.{args.format}"
         write_coordinates(target, df, args.format, default_diameter=args.diameter_px)
         print(_summary(stem, df, target))
-    run = {"command": "pick", "parameters": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-           "n_micrographs": len(picks), "n_picks": int(sum(len(df) for df in picks.values())),
-           "git_commit": git_commit(), "packages": package_versions(), "wall_time_s": round(time.time() - t0, 1)}
-    atomic_write_text(out / "run.yaml", yaml.safe_dump(run, sort_keys=False))
-    log.info("%d micrographs, %d picks in %.1f s", len(picks), run["n_picks"], run["wall_time_s"])
+    n_picks = int(sum(len(df) for df in picks.values()))
+    write_run_yaml(out, "pick", args, t0, n_micrographs=len(picks), n_picks=n_picks, threshold=threshold)
+    log.info("%s: %d micrographs, %d picks (threshold %s) in %.1f s", args.method, len(picks), n_picks,
+             threshold, time.time() - t0)
     return 0

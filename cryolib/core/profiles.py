@@ -57,6 +57,39 @@ class PickingSizes:
 
 
 @dataclass(frozen=True)
+class DracoSizes:
+    """Sizes of DRACO pretraining (DRACO 2024 §5) and of its ablations (Tables 5-6, notebook 08).
+
+    DRACO pretrains on the train splits of the analogs with registry role ``pretrain_role`` (the
+    Cryo-EMMAE training analogs), so the DRACO denoising, picking and generalisation analogs stay
+    unseen. ``model_b``/``model_l`` stand in for DRACO-B/DRACO-L (keys into
+    ``cryolib.models.vit.MODEL_SIZES``); crops are ``tile_px`` = the models' ``img_size``.
+    """
+
+    pretrain_role: str  # registry role of the pretraining analogs (their "train" split)
+    tile_px: int  # side of a training crop (px); equals the models' img_size
+    max_tiles_per_micrograph: int  # 0 = every non-overlapping tile
+    model_b: str  # stands in for DRACO-B
+    model_l: str  # stands in for DRACO-L
+    warmup_epochs: int  # plain-MAE warm-up epochs before DRACO (§5: 200)
+    epochs: int  # DRACO epochs after the warm-up (§5: 400)
+    batch_size: int  # per process
+    base_lr: float  # AdamW learning rate per 256 samples (MAE's linear scaling rule; the paper's 1.5e-4)
+    lr_warmup_epochs: float  # linear lr warm-up of each stage (capped at half its epochs)
+    mask_ratio: float = 0.75  # γ per half-image (§5)
+    ablation_model: str = "draco-tiny"  # the size of notebook 08's ablation runs
+    ablation_epochs: int = 1  # DRACO epochs of each ablation run (after the same warm-up)
+    ablation_mask_ratios: tuple[float, ...] = (0.5, 0.625, 0.75, 0.875)  # Table 5
+
+    def model_for(self, key: str) -> str:
+        """The model size that stands in for ``key``: "draco-b", "draco-l" or "ablation"."""
+        models = {"draco-b": self.model_b, "draco-l": self.model_l, "ablation": self.ablation_model}
+        if key not in models:
+            raise CryolibError(f"unknown DRACO size {key!r}; choose one of {', '.join(models)}")
+        return models[key]
+
+
+@dataclass(frozen=True)
 class Profile:
     """One named scale of the study."""
 
@@ -64,6 +97,7 @@ class Profile:
     simulation: SimulationSizes
     pretrain: PretrainSizes
     picking: PickingSizes
+    draco: DracoSizes
     device: str = "cpu"  # "cpu", "cuda" or "auto"
     extra: dict = field(default_factory=dict)
 
@@ -79,6 +113,9 @@ PROFILES: dict[str, Profile] = {
                                    n_generalisation_micrographs=2),
         pretrain=PretrainSizes(model="cpu-tiny", epochs=1, batch_size=32, warmup_epochs=0, max_tiles_per_micrograph=16),
         picking=PickingSizes(topaz_epochs=1, topaz_epoch_size=5, topaz_minibatch=32, n_test_micrographs=1),
+        draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=256, max_tiles_per_micrograph=1,
+                         model_b="draco-tiny", model_l="draco-tiny", warmup_epochs=1, epochs=1, batch_size=4,
+                         base_lr=1e-2, lr_warmup_epochs=0, ablation_model="draco-tiny", ablation_epochs=1),
     ),
     "default": Profile(
         name="default",
@@ -86,6 +123,12 @@ PROFILES: dict[str, Profile] = {
                                    n_generalisation_micrographs=12),
         pretrain=PretrainSizes(model="cpu-small", epochs=8, batch_size=64, warmup_epochs=1, max_tiles_per_micrograph=0),
         picking=PickingSizes(topaz_epochs=2, topaz_epoch_size=20, topaz_minibatch=64, n_test_micrographs=0),
+        # Notebook 04 budget: about 8 minutes on 2 CPU cores for the warm-ups, both sizes and the MAE baseline
+        # (measured on a loaded 2-core machine: draco-cpu-b 40-50 tiles/s, draco-cpu-l 10 (DRACO) to 20 (MAE)).
+        # base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16: short CPU runs need more than MAE's 1.5e-4.
+        draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=128, max_tiles_per_micrograph=8,
+                         model_b="draco-cpu-b", model_l="draco-cpu-l", warmup_epochs=2, epochs=4, batch_size=16,
+                         base_lr=1e-2, lr_warmup_epochs=1, ablation_model="draco-cpu-s", ablation_epochs=3),
     ),
     "full": Profile(
         name="full",
@@ -93,6 +136,10 @@ PROFILES: dict[str, Profile] = {
                                    n_generalisation_micrographs=60),
         pretrain=PretrainSizes(model="cryoemmae", epochs=400, batch_size=128, warmup_epochs=5, max_tiles_per_micrograph=0),
         picking=PickingSizes(topaz_epochs=400, topaz_epoch_size=1000, topaz_minibatch=256, n_test_micrographs=0),
+        # The paper's sizes (§5): 256 px crops, ViT-B/L, 200 + 400 epochs, MAE's lr; one GPU, so batch 256.
+        draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=256, max_tiles_per_micrograph=0,
+                         model_b="draco-b", model_l="draco-l", warmup_epochs=200, epochs=400, batch_size=256,
+                         base_lr=1.5e-4, lr_warmup_epochs=40, ablation_model="draco-b", ablation_epochs=100),
         device="auto",
     ),
 }

@@ -2,6 +2,8 @@
 
 ``denoise_topaz`` runs the body of ``topaz denoise`` in-process. The shipped models load
 through Topaz's own loader, with a fallback for its packaging bug (methods.md, Topaz section).
+Registered as the denoiser ``topaz`` (:class:`TopazDenoiser`: ``unet_L2_v0.2.2``, Topaz's default
+``--arch unet``), the peer of DRACO Table 2.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from cryolib.core.errors import CryolibError
+from cryolib.denoise.registry import Denoiser, register_denoiser
 
-__all__ = ["DENOISERS", "denoise_topaz"]
+__all__ = ["DENOISERS", "denoise_topaz", "TopazDenoiser"]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +99,23 @@ def denoise_topaz(image: np.ndarray, model: str = "unet", patch_size: int = 1024
                             patch_size=patch_size, padding=padding, normalize=False, use_cuda=use_cuda)
     log.info("topaz denoise (%s): %s px in %.2f s", DENOISERS[alias], image.shape, time.perf_counter() - t0)
     return np.asarray(out, dtype=np.float32)
+
+
+@register_denoiser
+class TopazDenoiser(Denoiser):
+    """Topaz-Denoise's shipped ``unet_L2_v0.2.2`` (``topaz denoise`` defaults; CUDA when available)."""
+
+    name = "topaz"
+    description = "Topaz-Denoise's shipped unet_L2_v0.2.2"
+    options = ("model", "patch_size", "padding", "device")
+
+    def prepare(self, checkpoint=None, model: str = "unet", **options) -> str:
+        super().prepare(checkpoint)
+        return _denoiser_alias(model)
+
+    def denoise(self, image: np.ndarray, pixel_size_A: float, state: str, *, model: str = "unet",
+                patch_size: int = 1024, padding: int = 500, device: str = "auto") -> np.ndarray:
+        import torch
+
+        gpu = 0 if device in ("auto", "cuda") and torch.cuda.is_available() else -1
+        return denoise_topaz(image, state, patch_size=patch_size, padding=padding, device=gpu)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,13 @@ from tqdm.auto import tqdm
 
 from cryolib.core.atomic import atomic_write_text
 from cryolib.core.errors import CryolibError
+from cryolib.core.jsonable import REPO_ROOT
 from cryolib.core.reproducibility import child_rng
 
 log = logging.getLogger(__name__)
 
 REGISTRY_PATH = Path(__file__).resolve().with_name("datasets.yaml")  # package data: works in a non-editable install
+DATA_ENV = "CRYOLIB_DATA"  # environment variable that overrides the data root
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test (Cryo-EMMAE §4.1)
 
 
@@ -234,12 +237,21 @@ def _diameter_from_coordinates(root: Path, micrographs: list[Path]) -> float | N
 
 
 def dataset_dir(name: str, profile: str, data_root: str | Path | None = None) -> Path:
-    """Where a dataset lives: the entry's ``path`` for real data, else ``data/<profile>/<name>``."""
+    """Where a dataset lives: the entry's ``path`` for real data, else ``<data root>/<profile>/<name>``.
+
+    The data root is ``data_root``, else ``$CRYOLIB_DATA``, else the repository's ``data/`` folder
+    (never the package folder: the registry is package data, the datasets are not).
+    """
     spec = get_spec(name)
     if spec.path:
         return Path(spec.path)
-    root = Path(data_root) if data_root is not None else REGISTRY_PATH.parent
+    root = Path(data_root) if data_root is not None else default_data_root()
     return root / profile / spec.name
+
+
+def default_data_root() -> Path:
+    """``$CRYOLIB_DATA`` if set, else ``<repository>/data``."""
+    return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data")
 
 
 def write_dataset_info(root: Path, info: dict[str, Any]) -> None:

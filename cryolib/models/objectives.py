@@ -7,14 +7,19 @@ An objective knows its model, its loss on a batch and its optimiser recipe. Two 
 * :func:`mae_objective`: He et al. 2022 (MAE, App. A.1): mask 0.75, norm-pix loss,
   AdamW(0.9, 0.95), weight decay 0.05, base lr 1.5e-4, 40 warm-up epochs, cosine to 0.
 
-DRACO will register itself in :data:`OBJECTIVES` later (a factory ``(model) -> Objective``).
+Objectives register by name (:func:`register_objective`); :func:`get_objective` builds one and
+:func:`objective_names` lists them (``cryolib pretrain --objective`` takes its choices from it).
+Modules in :data:`LAZY_OBJECTIVES` (DRACO) are imported on first use, so that they can import this
+module at their top without a cycle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+import importlib
+import importlib.util
+from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -29,6 +34,9 @@ __all__ = [
     "cryoemmae_objective",
     "mae_objective",
     "OBJECTIVES",
+    "LAZY_OBJECTIVES",
+    "register_objective",
+    "objective_names",
     "get_objective",
     "param_groups",
     "NO_DECAY_NAMES",
@@ -129,6 +137,30 @@ class MAEObjective:
         return f"MAEObjective(name={self.name!r}, model={self.model_name!r}, mask_ratio={self.mask_ratio})"
 
 
+#: name -> factory(model=None, **options) -> Objective; filled by :func:`register_objective`.
+OBJECTIVES: dict[str, Callable[..., Objective]] = {}
+
+#: name -> (module, factory attribute) of objectives that live in modules importing this one;
+#: imported on first use (by :func:`objective_names` or :func:`get_objective`), never at import time.
+LAZY_OBJECTIVES: dict[str, tuple[str, str]] = {"draco": ("cryolib.models.draco", "draco_objective")}
+
+F = TypeVar("F", bound=Callable[..., Objective])
+
+
+def register_objective(name: str) -> Callable[[F], F]:
+    """Decorator: register ``factory(model=None, **options) -> Objective`` under ``name``.
+
+    Registering the same factory twice is a no-op; another factory under a taken name raises.
+    """
+    def decorate(factory: F) -> F:
+        if OBJECTIVES.get(name, factory) is not factory:
+            raise CryolibError(f"objective {name!r} is already registered ({OBJECTIVES[name].__qualname__})")
+        OBJECTIVES[name] = factory
+        return factory
+    return decorate
+
+
+@register_objective("cryoemmae")
 def cryoemmae_objective(model: str | ViTConfig = "cryoemmae") -> MAEObjective:
     """Cryo-EMMAE's recipe (cryoemmae.md §2–3): mask 0.5, no norm-pix, AdamW(0.9, 0.999), wd 1e-5,
     base lr 1e-3 (5e-4 at batch 128), 5 warm-up epochs, half-cycle cosine to 1e-6."""
@@ -136,6 +168,7 @@ def cryoemmae_objective(model: str | ViTConfig = "cryoemmae") -> MAEObjective:
     return MAEObjective(model, mask_ratio=0.5, norm_pix_loss=False, optim=optim, name="cryoemmae")
 
 
+@register_objective("mae")
 def mae_objective(model: str | ViTConfig = "cpu-small") -> MAEObjective:
     """He et al.'s recipe (MAE App. A.1): mask 0.75, norm-pix loss, AdamW(0.9, 0.95), wd 0.05,
     base lr 1.5e-4, 40 warm-up epochs, half-cycle cosine to 0."""
@@ -143,19 +176,34 @@ def mae_objective(model: str | ViTConfig = "cpu-small") -> MAEObjective:
     return MAEObjective(model, mask_ratio=0.75, norm_pix_loss=True, optim=optim, name="mae")
 
 
-#: name -> factory(model size name or ViTConfig) -> Objective. DRACO adds "draco" here.
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "mae": mae_objective,
-    "cryoemmae": cryoemmae_objective,
-}
+def _load_lazy(name: str | None = None) -> None:
+    """Import the lazily registered objective modules (only ``name``'s if given) that are installed."""
+    for key, (module, attr) in LAZY_OBJECTIVES.items():
+        if key in OBJECTIVES or (name is not None and key != name):
+            continue
+        if importlib.util.find_spec(module) is None:
+            continue
+        factory = getattr(importlib.import_module(module), attr)
+        if key not in OBJECTIVES:  # the module may have registered itself on import
+            register_objective(key)(factory)
 
 
-def get_objective(name: str, model: str | ViTConfig | None = None) -> Objective:
-    """The registered objective ``name`` on model size ``model`` (its preset's default if None)."""
+def objective_names() -> tuple[str, ...]:
+    """Names of every registered objective (lazy ones included when their module is installed)."""
+    _load_lazy()
+    return tuple(OBJECTIVES)
+
+
+def get_objective(name: str, model: str | ViTConfig | None = None, **options: Any) -> Objective:
+    """The registered objective ``name`` on model size ``model`` (its preset's default if None).
+
+    ``options`` go to the factory (e.g. ``mask_ratio`` for DRACO).
+    """
+    _load_lazy(name)
     if name not in OBJECTIVES:
-        raise CryolibError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+        raise CryolibError(f"unknown objective {name!r}; choose one of {', '.join(objective_names())}")
     factory = OBJECTIVES[name]
-    return factory() if model is None else factory(model)
+    return factory(**options) if model is None else factory(model, **options)
 
 
 #: Parameter names (last component) that never get weight decay, whatever their shape.

@@ -107,6 +107,13 @@ MODEL_SIZES: dict[str, ViTConfig] = {
                      decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, **_DRACO),
     "draco-tiny": _size("draco-tiny", embed_dim=128, depth=4, num_heads=4,
                         decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4, **_DRACO),
+    # DRACO on 2 CPU cores (profile "default"): 128 px crops, patch 16 as in the paper, so an 8 x 8 grid.
+    "draco-cpu-b": _size("draco-cpu-b", embed_dim=192, depth=6, num_heads=3,  # ~3.2 M parameters
+                         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, **{**_DRACO, "img_size": 128}),
+    "draco-cpu-l": _size("draco-cpu-l", embed_dim=256, depth=8, num_heads=4,  # ~6.9 M parameters
+                         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, **{**_DRACO, "img_size": 128}),
+    "draco-cpu-s": _size("draco-cpu-s", embed_dim=128, depth=4, num_heads=4,  # ~1.1 M; the ablations' size
+                         decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=4, **{**_DRACO, "img_size": 128}),
 }
 
 

@@ -15,23 +15,31 @@ Voss et al. 2009; cryoSPARC's blob picker), as one single-scale detector:
 5. Local maxima at least ``min_distance_frac·d`` apart (non-maximum suppression),
    not within ``exclude_border_frac·d`` of the border, refined to sub-pixel by a
    parabola through the 3×3 neighbourhood.
+
+Registered as the ``blob`` picker (:class:`BlobMethod`, :mod:`cryolib.pick.registry`), at
+``DEFAULT_THRESHOLD`` without a reference.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from skimage.feature import peak_local_max
+from tqdm.auto import tqdm
 
 from cryolib.core.errors import CryolibError
+from cryolib.io.micrographs import micrograph_stem, read_micrograph
+from cryolib.pick.registry import CheckedReference, Picker, register_picker
 
 __all__ = ["DEFAULT_THRESHOLD", "INTERNAL_DIAMETER_PX", "MAX_INTERNAL_DIAMETER_PX", "METHODS",
-           "blob_sigma", "blob_response", "pick_blobs"]
+           "blob_sigma", "blob_response", "pick_blobs", "BlobMethod"]
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +184,27 @@ def pick_blobs(image: np.ndarray, diameter_px: float, threshold: float | None = 
     out = out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     log.debug("blob picker (%s, d=%g px, internal d=%.1f px): %d picks", method, diameter_px, d_int, len(out))
     return out
+
+
+@register_picker
+class BlobMethod(Picker):
+    """The LoG blob picker on micrograph files (:func:`pick_blobs`; deterministic, ``seed`` unused)."""
+
+    name = "blob"
+    default_threshold = DEFAULT_THRESHOLD
+
+    def prepare(self, paths: list[Path], diameter_px: float, shapes: dict[str, tuple[int, int]], *,
+                checkpoint: Any = None, reference: CheckedReference | None = None, seed: int = 0) -> None:
+        """Each micrograph (and the reference) must be at least 3 px and one diameter across."""
+        super().prepare(paths, diameter_px, shapes, checkpoint=checkpoint, reference=reference, seed=seed)
+        named = list(zip(paths, shapes.values())) + ([(reference.path, reference.shape)] if reference else [])
+        for path, (h, w) in named:
+            if min(h, w) < 3 or diameter_px > min(h, w):
+                raise CryolibError(f"micrograph {path} ({w} x {h} px) is smaller than one particle diameter "
+                                   f"({diameter_px:g} px); give the diameter in px of this micrograph")
+
+    def pick_all(self, paths: list[Path], diameter_px: float, state: None, *, seed: int = 0,
+                 progress: bool = True) -> dict[str, pd.DataFrame]:
+        """Every local maximum of the response with its score (noise stds), best first."""
+        return {micrograph_stem(path): pick_blobs(read_micrograph(path)[0], diameter_px, -math.inf)
+                for path in tqdm(paths, desc="pick (blob)", disable=None if progress else True)}

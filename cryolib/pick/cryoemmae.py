@@ -9,8 +9,8 @@ One implementation for the notebooks and for ``cryolib pretrain`` / ``cryolib pi
 * :func:`save_picker` / :func:`load_picker`: one small file (encoder weights, k-means centres,
   particle cluster, config, mean/std, provenance); the decoder is dropped
   (:mod:`cryolib.pick.picker_file`, re-exported here).
-* :func:`pick_micrographs`: ``cryoemmae``, ``blob`` or ``topaz`` on micrograph files; picks in
-  each micrograph's own px, with a score column.
+* :class:`CryoEMMAEMethod`: the picker registered as ``cryoemmae`` (:mod:`cryolib.pick.registry`);
+  :func:`pick_micrographs` (the registry's, re-exported) picks micrograph files with any method.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from cryolib.processing import preprocess as pp
 from cryolib.training.checkpoint import CHECKPOINT_FORMAT, load_model
 from cryolib.core.errors import CryolibError
 from cryolib.io.micrographs import micrograph_stem, read_micrograph
-from cryolib.models.objectives import cryoemmae_objective
-from cryolib.pick.cluster import CryoEMMAEPicker, PickerConfig
+from cryolib.models.objectives import get_objective
+from cryolib.pick.cryoemmae_picker import CryoEMMAEPicker, PickerConfig
 from cryolib.pick.picker_file import (  # noqa: F401  (PICKER_FORMAT, save_picker, load_picker re-exported)
     PICKER_FORMAT,
     load_picker,
@@ -40,20 +40,21 @@ from cryolib.pick.picker_file import (  # noqa: F401  (PICKER_FORMAT, save_picke
     read_picker_file,
     save_picker,
 )
+from cryolib.pick.registry import (CheckedReference, Picker, check_reference, micrograph_shapes, pick_micrographs,
+                                   register_picker)
 from cryolib.core.profiles import get_profile
 from cryolib.core.reproducibility import seed_everything
 from cryolib.processing.tiles import TileDataset, tile_stats
 from cryolib.training.loop import TrainConfig, train
 
-__all__ = ["DEFAULT_CHECKPOINT", "PICKER_FORMAT", "METHODS", "preprocess_for_training", "pretrain_mae",
-           "fit_picker", "save_picker", "load_picker", "set_reference", "min_micrograph_px",
-           "check_micrographs", "pick_micrographs"]
+__all__ = ["DEFAULT_CHECKPOINT", "PICKER_FORMAT", "CryoEMMAEPicker", "PickerConfig", "preprocess_for_training",
+           "pretrain_mae", "fit_picker", "save_picker", "load_picker", "set_reference", "min_micrograph_px",
+           "check_micrographs", "CryoEMMAEMethod", "pick_micrographs"]
 
 log = logging.getLogger(__name__)
 
 #: The shipped picker file, used by ``cryolib pick --method cryoemmae`` without ``--checkpoint``.
 DEFAULT_CHECKPOINT = Path(cryolib.__file__).parent / "assets" / "cryoemmae_default.pt"
-METHODS = ("cryoemmae", "blob", "topaz")
 
 Diameter = Union[float, Mapping[Any, float]]  # px; one value, or per path / stem / dataset name
 PathLike = Union[str, os.PathLike]
@@ -121,17 +122,10 @@ def check_micrographs(paths: Sequence[PathLike], diameter_px: Diameter,
 
     With ``config`` each must also hold one tile at the working scale (see :func:`min_micrograph_px`).
     """
-    shapes: dict[str, tuple[int, int]] = {}
-    for path in tqdm(paths, desc="check inputs", disable=None, leave=False):
-        stem = micrograph_stem(path)
-        if stem in shapes:
-            raise CryolibError(f"two input micrographs are named {stem!r} ({path}); output files are named "
-                               "by micrograph, so names must be unique")
-        image = read_micrograph(path)[0]
-        pp.check_image(image, str(path))
-        if config is not None:
-            _check_size(config, image.shape, _diameter_of(diameter_px, path), path)
-        shapes[stem] = tuple(image.shape)
+    shapes = micrograph_shapes(paths)
+    if config is not None:
+        for path, shape in zip(paths, shapes.values()):
+            _check_size(config, shape, _diameter_of(diameter_px, path), path)
     return shapes
 
 
@@ -173,7 +167,7 @@ def _config_from(d: Mapping[str, Any] | None) -> PickerConfig:
 def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, out_dir: PathLike,
                  profile: str = "default", model: str | None = None, epochs: int | None = None, seed: int = 0,
                  resume: bool = False, val_paths: Sequence[PathLike] | None = None, progress: bool = True,
-                 config: PickerConfig | None = None) -> Path:
+                 config: PickerConfig | None = None, objective: str = "cryoemmae") -> Path:
     """Pretrain the Cryo-EMMAE MAE on micrographs; returns ``out_dir/checkpoint.pt`` (§3.2, §4.1).
 
     Preprocessing follows ``config`` (default :class:`PickerConfig`: the "diameter" scale mode);
@@ -181,6 +175,7 @@ def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, ou
     ``data_stats`` with the picker config. Sizes (model, epochs, batch, warm-up, tiles per
     micrograph) come from ``profile``; ``model`` and ``epochs`` override them. ``out_dir`` also gets
     train_log.csv (and val_log.csv with ``val_paths``). ``resume`` continues out_dir's checkpoint.
+    ``objective``: the registry name of the recipe trained on these tiles (``cryoemmae``, or ``mae`` for He et al.'s).
     """
     sizes = get_profile(profile)
     p = sizes.pretrain
@@ -188,13 +183,14 @@ def pretrain_mae(micrograph_paths: Sequence[PathLike], diameter_px: Diameter, ou
     if not paths:
         raise CryolibError("pretrain_mae needs at least one training micrograph")
     cfg = config or PickerConfig(seed=seed)
-    objective = cryoemmae_objective(model or p.model)
+    objective_name = objective
+    objective = get_objective(objective_name, model or p.model)
     n_epochs = p.epochs if epochs is None else int(epochs)
     seed_everything(seed)
     images = preprocess_for_training(paths, diameter_px, cfg, progress)
     mean, std = tile_stats(images, cfg.tile_px)
     extra = {"picker_config": {**dataclasses.asdict(cfg), "ks": list(cfg.ks)},  # plain types: weights_only
-             "recipe": "cryoemmae", "profile": profile, "n_micrographs": len(paths)}
+             "recipe": objective_name, "profile": profile, "n_micrographs": len(paths)}
     data = _PretrainTiles(images, cfg.tile_px, p.max_tiles_per_micrograph, mean, std, np.random.default_rng(seed),
                           extra=extra)
     val = None
@@ -291,72 +287,58 @@ def _resolve_checkpoint(checkpoint: PathLike | CryoEMMAEPicker | None) -> Path |
     return Path(checkpoint)
 
 
-def _prepare_cryoemmae(checkpoint: PathLike | CryoEMMAEPicker | None, reference: tuple | None,
-                       paths: list[Path], diameter_px: float) -> CryoEMMAEPicker:
-    """Validate everything cheap first (checkpoint, input sizes, reference), then fit if needed."""
-    source = _resolve_checkpoint(checkpoint)
-    picker, pretrained = None, None
-    if isinstance(source, CryoEMMAEPicker):
-        picker = source
-    else:
-        obj = read_picker_file(source, allow_pretraining=True)
-        if obj["format"] == CHECKPOINT_FORMAT:
-            pretrained = obj
+@register_picker
+class CryoEMMAEMethod(Picker):
+    """Cryo-EMMAE (§3.3) as a registered picker. ``checkpoint``: a picker file, a fitted
+    :class:`CryoEMMAEPicker`, or a pretraining checkpoint that is fitted on the inputs with the
+    reference (seeded by ``seed``); None = :data:`DEFAULT_CHECKPOINT`. The reference names the
+    particle cluster; there is no threshold to calibrate (scores are kept, none cut by default)."""
+
+    name = "cryoemmae"
+    default_threshold = None
+
+    def prepare(self, paths: list[Path], diameter_px: float, shapes: dict[str, tuple[int, int]], *,
+                checkpoint: PathLike | CryoEMMAEPicker | None = None, reference: CheckedReference | None = None,
+                seed: int = 0) -> CryoEMMAEPicker:
+        """Check the checkpoint and every size at its working scale, then fit or re-name with the reference."""
+        source = _resolve_checkpoint(checkpoint)
+        picker, pretrained = None, None
+        if isinstance(source, CryoEMMAEPicker):
+            picker = source
         else:
-            picker = picker_from_file(obj, source)
-    if picker is None and reference is None:
-        raise CryolibError(f"{source} is a pretraining checkpoint without a fitted picker; pass --reference-coords "
-                           "(one annotated micrograph) to fit it on the inputs, or a picker file from save_picker")
-    stats = (pretrained or {}).get("data_stats") or {}
-    cfg = picker.config if picker is not None else _config_from(stats.get("picker_config"))
-    check_micrographs(paths, diameter_px, cfg)
-    if reference is None:
-        return picker
-    ref_path, ref_coords = Path(reference[0]), reference[1]
-    if picker is not None:
-        return set_reference(picker, read_micrograph(ref_path)[0], ref_coords, diameter_px)
-    return fit_picker(source, paths, ref_path, ref_coords, diameter_px)
+            obj = read_picker_file(source, allow_pretraining=True)
+            if obj["format"] == CHECKPOINT_FORMAT:
+                pretrained = obj
+            else:
+                picker = picker_from_file(obj, source)
+        if picker is None and reference is None:
+            raise CryolibError(f"{source} is a pretraining checkpoint without a fitted picker; pass "
+                               "--reference-coords (one annotated micrograph) to fit it on the inputs, or a picker "
+                               "file from save_picker")
+        stats = (pretrained or {}).get("data_stats") or {}
+        cfg = picker.config if picker is not None else _config_from(stats.get("picker_config"))
+        for path, shape in zip(paths, shapes.values()):
+            _check_size(cfg, shape, diameter_px, path)
+        if reference is None:
+            return picker
+        _check_size(cfg, reference.shape, diameter_px, reference.path)
+        if picker is not None:
+            return set_reference(picker, read_micrograph(reference.path)[0], reference.coords, diameter_px)
+        return fit_picker(source, paths, reference.path, reference.coords, diameter_px, seed=seed)
 
+    def pick_all(self, paths: list[Path], diameter_px: float, state: CryoEMMAEPicker, *, seed: int = 0,
+                 progress: bool = True) -> dict[str, pd.DataFrame]:
+        """Every component of each micrograph's particle mask, scored (§3.3); ``seed`` is the picker's own."""
+        return {micrograph_stem(path): state.pick(read_micrograph(path)[0], diameter_px)
+                for path in tqdm(paths, desc="pick (cryoemmae)", disable=None if progress else True)}
 
-def pick_micrographs(method: str, paths: Sequence[PathLike], diameter_px: float,
-                     checkpoint: PathLike | CryoEMMAEPicker | None = None,
-                     reference: tuple[PathLike, pd.DataFrame] | None = None, threshold: float | None = None,
-                     progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Pick micrograph files -> {stem: DataFrame[x, y, diameter, score]} in each micrograph's px.
+    def calibrate(self, reference: tuple[PathLike, pd.DataFrame], diameter_px: float, *, checkpoint: Any = None,
+                  seed: int = 0) -> None:
+        """None (after checking the reference): Cryo-EMMAE has no score threshold; the reference names
+        its particle cluster instead."""
+        pp.check_diameter(diameter_px)
+        check_reference(reference)
+        return None
 
-    ``method``: "cryoemmae" (``checkpoint``: a picker file, a fitted picker, or a pretraining
-    checkpoint plus ``reference``; None = :data:`DEFAULT_CHECKPOINT`), "blob" (LoG) or "topaz"
-    (Topaz's pretrained general model). ``reference``: (micrograph path, its x, y picks in px)
-    re-names the particle cluster. ``threshold``: keep score >= it; None = the method's default
-    (cryoemmae: all picks; blob: DEFAULT_THRESHOLD; topaz: all). Every input is checked before picking.
-    """
-    if method not in METHODS:
-        raise CryolibError(f"unknown picking method {method!r}; choose one of {', '.join(METHODS)}")
-    d = pp.check_diameter(diameter_px)
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise CryolibError("no micrographs to pick; pass at least one micrograph path")
-    if method != "cryoemmae" and (checkpoint is not None or reference is not None):
-        raise CryolibError(f"a checkpoint or reference applies to the cryoemmae method only, not {method!r}")
-    picker = None
-    if method == "cryoemmae":
-        picker = _prepare_cryoemmae(checkpoint, reference, paths, d)
-    else:
-        check_micrographs(paths, d)
-    if method == "topaz":
-        from cryolib.pick.topaz import pick_pretrained
-
-        return pick_pretrained(paths, d, threshold=-math.inf if threshold is None else float(threshold))
-    from cryolib.pick.blob import DEFAULT_THRESHOLD, pick_blobs
-
-    picks: dict[str, pd.DataFrame] = {}
-    for path in tqdm(paths, desc=f"pick ({method})", disable=None if progress else True):
-        image = read_micrograph(path)[0]
-        if method == "blob":
-            df = pick_blobs(image, d, DEFAULT_THRESHOLD if threshold is None else float(threshold))
-        else:
-            df = picker.pick(image, d)
-            if threshold is not None:
-                df = df[df["score"] >= float(threshold)].reset_index(drop=True)
-        picks[micrograph_stem(path)] = df
-    return picks
+    def _calibrate(self, ref: CheckedReference, diameter_px: float, state: Any, seed: int) -> None:
+        return None

@@ -23,7 +23,7 @@ import cryolib
 from cryolib.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from cryolib.core.errors import CryolibError
 from cryolib.models.vit import MaskedAutoencoder, ViTConfig
-from cryolib.pick.cluster import CryoEMMAEPicker
+from cryolib.pick.cryoemmae_picker import CryoEMMAEPicker
 from cryolib.core.results import git_commit
 
 __all__ = ["PICKER_FORMAT", "save_picker", "load_picker", "read_picker_file", "picker_from_file"]

@@ -11,7 +11,8 @@ How Topaz is driven: preprocessing and scoring + non-maximum suppression (the bo
 ``topaz train`` in a subprocess through a small seeded launcher (Topaz has no seed flag,
 and its crop sampler draws an unseeded ``np.random.default_rng()``; the launcher seeds
 Python/NumPy/torch and that generator so that the same seed gives the same model).
-Topaz-Denoise lives in :mod:`cryolib.denoise.topaz`.
+Topaz-Denoise lives in :mod:`cryolib.denoise.topaz`. The pretrained picker is registered as
+``topaz`` (:class:`TopazMethod`, :mod:`cryolib.pick.registry`), at score 0 without a reference.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -34,10 +35,12 @@ from tqdm import tqdm
 from cryolib.core.atomic import atomic_path, atomic_write_text
 from cryolib.core.errors import CryolibError
 from cryolib.io.micrographs import COORDINATE_COLUMNS, micrograph_stem, read_micrograph, write_mrc
+from cryolib.pick.registry import CheckedReference, Picker, register_picker
 
 __all__ = [
     "PRETRAINED_PICKERS", "TRAINABLE_MODELS", "topaz_version", "topaz_scale_factor",
-    "prepare_micrographs", "pick_pretrained", "pick_with_model", "train_from_scratch", "validation_curve",
+    "prepare_micrographs", "pick_pretrained", "pick_with_model", "TopazMethod", "train_from_scratch",
+    "validation_curve",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,37 +185,63 @@ def _extract(mic_dir: Path, shapes: dict[str, tuple[int, int]], factor: int, mod
 
 
 def _pick(images: Images, model: str, diameter_px: float, threshold: float,
-          workdir: str | os.PathLike | None, device: int) -> dict[str, pd.DataFrame]:
+          workdir: str | os.PathLike | None, device: int, seed: int = 0) -> dict[str, pd.DataFrame]:
     _check_diameter(diameter_px)
     loaded = _load_images(images)
     shapes = {name: image.shape for name, image in loaded.items()}
     with _workdir(workdir) as work:
-        mic_dir, factor = prepare_micrographs(loaded, diameter_px, work / "preprocessed")
+        mic_dir, factor = prepare_micrographs(loaded, diameter_px, work / "preprocessed", seed=seed)
         return _extract(mic_dir, shapes, factor, model, diameter_px, threshold, device)
 
 
 def pick_pretrained(images: Images, diameter_px: float, model: str = "resnet16_u64",
                     threshold: float = -math.inf, workdir: str | os.PathLike | None = None,
-                    device: int = -1) -> dict[str, pd.DataFrame]:
+                    device: int = -1, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Pick with Topaz's general pretrained model at its own scale; coordinates in input px.
 
     ``diameter_px`` (input px) sets the downsampling factor and the NMS radius (diameter/2
     at the downsampled scale). Picks with logit ``score <= threshold`` are dropped; the
-    default keeps all. The models ship inside the wheel and load offline.
+    default keeps all. ``seed``: the pixel subsample of the GMM normalisation. The models
+    ship inside the wheel and load offline.
     """
     if model not in PRETRAINED_PICKERS:
         raise CryolibError(f"unknown Topaz pretrained picker {model!r}; choose one of {', '.join(PRETRAINED_PICKERS)}")
-    return _pick(images, model, diameter_px, threshold, workdir, device)
+    return _pick(images, model, diameter_px, threshold, workdir, device, seed)
 
 
 def pick_with_model(images: Images, model_path: str | os.PathLike, diameter_px: float,
                     threshold: float = -math.inf, workdir: str | os.PathLike | None = None,
-                    device: int = -1) -> dict[str, pd.DataFrame]:
+                    device: int = -1, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Pick with a Topaz model file from :func:`train_from_scratch` (same ``diameter_px`` and scale)."""
     path = Path(model_path)
     if not path.is_file():
         raise CryolibError(f"Topaz model file {path} does not exist; pass the .sav path train_from_scratch returned")
-    return _pick(images, str(path), diameter_px, threshold, workdir, device)
+    return _pick(images, str(path), diameter_px, threshold, workdir, device, seed)
+
+
+@register_picker
+class TopazMethod(Picker):
+    """Topaz's general pretrained picker (``resnet16_u64``, :func:`pick_pretrained`) on micrograph files.
+
+    Scores are logits: the default threshold 0 is p = 0.5, the operating point the study scores it at.
+    """
+
+    name = "topaz"
+    default_threshold = 0.0
+
+    def prepare(self, paths: list[Path], diameter_px: float, shapes: dict[str, tuple[int, int]], *,
+                checkpoint: Any = None, reference: CheckedReference | None = None, seed: int = 0) -> None:
+        """Each micrograph (and the reference) must be at least 16 x 16 px."""
+        super().prepare(paths, diameter_px, shapes, checkpoint=checkpoint, reference=reference, seed=seed)
+        named = list(zip(paths, shapes.values())) + ([(reference.path, reference.shape)] if reference else [])
+        for path, shape in named:
+            if min(shape) < 16:
+                raise CryolibError(f"micrograph {path} is {shape[1]} x {shape[0]} px; Topaz needs at least 16 x 16")
+
+    def pick_all(self, paths: list[Path], diameter_px: float, state: None, *, seed: int = 0,
+                 progress: bool = True) -> dict[str, pd.DataFrame]:
+        """Every pick of Topaz's non-maximum suppression with its logit, in one pass over ``paths``."""
+        return pick_pretrained(paths, diameter_px, threshold=-math.inf, seed=seed)
 
 
 def _write_targets(path: Path, coords: Mapping[str, pd.DataFrame], shapes: Mapping[str, tuple[int, int]],

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
-from cryolib.models.objectives import OBJECTIVES, Objective, get_objective
+from cryolib.models.objectives import Objective, get_objective, objective_names
 from cryolib.models.vit import ViTConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model"]
@@ -74,8 +74,9 @@ def load_model(path: str | os.PathLike, objective: Objective | None = None,
     """
     ckpt = load_checkpoint(path, map_location)
     if objective is None:
-        if ckpt["objective"] not in OBJECTIVES:
-            raise CryolibError(f"{path}: objective {ckpt['objective']!r} is not registered ({', '.join(OBJECTIVES)})")
+        if ckpt["objective"] not in objective_names():
+            raise CryolibError(f"{path}: objective {ckpt['objective']!r} is not registered "
+                               f"({', '.join(objective_names())})")
         objective = get_objective(ckpt["objective"], ViTConfig(**ckpt["model_config"]))
     check_compatible(ckpt, objective, path)
     model = objective.build_model()

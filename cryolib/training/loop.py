@@ -9,22 +9,23 @@
   states, the objective and model config, the data standardisation and the logged history.
   Writing, reading and checking them, and :func:`load_model`, live in :mod:`cryolib.training.checkpoint`
   (re-exported here).
-* Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, images_per_s) and ``val_log.csv``.
+* Data: any :class:`~cryolib.training.data.TrainingDataset` (``__len__``, ``__getitem__``, ``stats``);
+  batches are tensors, tuples or dicts of tensors, counted by :func:`~cryolib.training.data.batch_size_of`.
+* Logs: ``train_log.csv`` (step, epoch, lr, loss, parts, samples, images_per_s) and ``val_log.csv``;
+  ``samples`` is the number of samples (all ranks) since the previous row.
 * AMP (bf16, else fp16 with a GradScaler) on CUDA only. DDP when launched by ``torchrun``
   (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU; only rank 0 writes files. Process groups,
   devices and the sampler live in :mod:`cryolib.training.distributed`.
 
-``python -m cryolib.training.loop --objective cryoemmae --model cpu-tiny --synthetic 8 --out-dir DIR``
-trains on synthetic blobs (a smoke test, and the DDP test's entry point under ``torchrun``).
+``cryolib pretrain --synthetic 8 --objective cryoemmae --profile smoke --out DIR`` trains on synthetic
+blobs through this loop (a smoke test, and the DDP test's entry point under ``torchrun``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cryolib.core.atomic import atomic_write_text
@@ -59,7 +60,8 @@ from cryolib.training.distributed import (
     to_device,
 )
 from cryolib.core.errors import CryolibError
-from cryolib.models.objectives import OBJECTIVES, Objective, get_objective, param_groups
+from cryolib.models.objectives import Objective, param_groups
+from cryolib.training.data import TrainingDataset, batch_size_of
 from cryolib.core.reproducibility import seed_everything
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,8 @@ def _rewrite_csv(path: Path, rows: list[dict]) -> None:
 class _Run:
     """State of one training run: model, optimiser, sampler, step, logs; every rank holds one."""
 
-    def __init__(self, objective: Objective, dataset: Dataset, config: TrainConfig, val_dataset: Dataset | None,
+    def __init__(self, objective: Objective, dataset: TrainingDataset, config: TrainConfig,
+                 val_dataset: TrainingDataset | None,
                  dist_info: Dist):
         self.objective, self.dataset, self.config, self.val_dataset = objective, dataset, config, val_dataset
         self.dist = dist_info
@@ -155,7 +158,7 @@ class _Run:
                              total_steps=self.total_steps, min_lr=opt.min_lr)
         self.step, self.history, self.val_history, self.saved_step = 0, [], [], -1
         self.window: dict[str, float] = {}  # sums since the last log row (saved in checkpoints)
-        self.window_t0, self.timed_steps = time.perf_counter(), 0  # for images/s, this process only
+        self.window_t0, self.timed_samples = time.perf_counter(), 0  # for images/s, this process only
         seed_everything(config.seed + self.dist.rank)  # a different mask stream per rank
         ckpt_path = self.path(CHECKPOINT_NAME)
         if config.resume and ckpt_path is not None and ckpt_path.exists():
@@ -234,6 +237,7 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = to_device(batch, self.device)
+        n_samples = batch_size_of(batch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss, parts = self.objective.loss(self.ddp, batch)
         if not torch.isfinite(loss):
@@ -249,25 +253,29 @@ class _Run:
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             self.window[key] = self.window.get(key, 0.0) + value
         self.window["_steps"] = self.window.get("_steps", 0.0) + 1
-        self.timed_steps += 1
+        self.window["_samples"] = self.window.get("_samples", 0.0) + n_samples
+        self.timed_samples += n_samples
         if self.step % self.config.log_every_steps == 0 or self.step == self.total_steps:
             self._log(epoch, lr)
 
     def _log(self, epoch: int, lr: float) -> None:
         """Mean of the window since the last row (averaged over ranks) -> history and train_log.csv."""
-        keys = sorted(k for k in self.window if k != "_steps")
-        sums = torch.tensor([self.window[k] for k in keys] + [self.window["_steps"]], dtype=torch.float64)
-        if self.dist.world_size > 1:
+        world = self.dist.world_size
+        keys = sorted(k for k in self.window if not k.startswith("_"))
+        counts = [self.window["_steps"], self.window.get("_samples", 0.0)]
+        sums = torch.tensor([self.window[k] for k in keys] + counts, dtype=torch.float64)
+        if world > 1:
             sums = sums.to(self.device)
             dist.all_reduce(sums)
-            sums = sums.cpu() / self.dist.world_size
-        n_steps = float(sums[-1])
+            sums = sums.cpu() / world
+        n_steps, n_samples = float(sums[-2]), round(float(sums[-1]) * world)
         elapsed = max(time.perf_counter() - self.window_t0, 1e-9)
         row = {"step": self.step, "epoch": epoch, "lr": lr, "loss": float(sums[keys.index("loss")]) / n_steps}
         row.update({k: float(sums[i]) / n_steps for i, k in enumerate(keys) if k != "loss"})
-        row["images_per_s"] = self.timed_steps * self.config.batch_size * self.dist.world_size / elapsed
+        row["samples"] = n_samples
+        row["images_per_s"] = self.timed_samples * world / elapsed  # ranks get equal shards
         self.history.append(row)
-        self.window, self.window_t0, self.timed_steps = {}, time.perf_counter(), 0
+        self.window, self.window_t0, self.timed_samples = {}, time.perf_counter(), 0
         if self.dist.rank == 0 and self.out_dir is not None:
             _append_csv(self.path(TRAIN_LOG_NAME), row)
 
@@ -285,7 +293,7 @@ class _Run:
                 torch.manual_seed(self.config.seed)
                 for batch in loader:
                     batch = to_device(batch, self.device)
-                    n = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                    n = batch_size_of(batch)
                     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                         loss, parts = self.objective.loss(self.model, batch)
                     for key, value in {"loss": float(loss), **parts}.items():
@@ -314,7 +322,7 @@ class _Run:
                 "step": self.step, "epoch": self.step // self.spe, "steps_per_epoch": self.spe,
                 "total_steps": self.total_steps, "world_size": self.dist.world_size, "rng": rng,
                 "sampler": {"seed": self.config.seed, "epoch": self.step // self.spe, "batch_in_epoch": self.step % self.spe},
-                "data_stats": getattr(self.dataset, "stats", None), "train_config": train_cfg,
+                "data_stats": self.dataset.stats, "train_config": train_cfg,
                 "history": self.history, "val_history": self.val_history, "log_window": self.window,
                 "torch_version": str(torch.__version__), **(extra or {}),
             }
@@ -327,13 +335,17 @@ class _Run:
                            val_history=pd.DataFrame(self.val_history), checkpoint=self.path(CHECKPOINT_NAME))
 
 
-def train(objective: Objective, dataset: Dataset, config: TrainConfig, val_dataset: Dataset | None = None,
-          progress: bool = True) -> TrainResult:
+def train(objective: Objective, dataset: TrainingDataset, config: TrainConfig,
+          val_dataset: TrainingDataset | None = None, progress: bool = True) -> TrainResult:
     """Train ``objective``'s model on ``dataset`` (see the module docstring); returns a :class:`TrainResult`."""
     if config.epochs < 1 or config.batch_size < 1 or config.log_every_steps < 1:
         raise CryolibError(f"epochs, batch_size and log_every_steps must be >= 1: {config}")
     if config.resume and config.out_dir is None:
         raise CryolibError("resume=True needs out_dir (where the checkpoint lives)")
+    if not isinstance(dataset, TrainingDataset):
+        missing = [n for n in ("__len__", "__getitem__", "stats") if not hasattr(dataset, n)]
+        raise CryolibError(f"the training dataset ({type(dataset).__name__}) lacks {', '.join(missing)}; "
+                           "see cryolib.training.data.TrainingDataset")
     dist_info = setup_distributed(config.device)
     try:
         run = _Run(objective, dataset, config, val_dataset, dist_info)
@@ -342,46 +354,3 @@ def train(objective: Objective, dataset: Dataset, config: TrainConfig, val_datas
         if dist_info.owns_group and dist.is_initialized():
             dist.destroy_process_group()
     return run.result()
-
-
-# --------------------------------------------------------------------------------------------- entry point
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train on synthetic blob tiles (smoke runs; the DDP test launches this under torchrun)."""
-    from cryolib.processing.tiles import TileDataset, synthetic_blob_images
-
-    p = argparse.ArgumentParser(prog="python -m cryolib.training.loop", description=main.__doc__)
-    p.add_argument("--objective", default="cryoemmae", choices=sorted(OBJECTIVES))
-    p.add_argument("--model", default="cpu-tiny", help="size name in cryolib.models.vit.MODEL_SIZES")
-    p.add_argument("--synthetic", type=int, default=8, metavar="N", help="number of synthetic images")
-    p.add_argument("--image-px", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--warmup-epochs", type=float, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    try:
-        data = TileDataset(synthetic_blob_images(a.synthetic, a.image_px, seed=a.seed), tile_px=64)
-        config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, warmup_epochs=a.warmup_epochs, seed=a.seed,
-                             max_steps=a.max_steps, device=a.device, out_dir=a.out_dir, resume=a.resume,
-                             log_every_steps=1)
-        result = train(get_objective(a.objective, a.model), data, config)
-    except CryolibError as err:
-        log.error("%s", err)
-        return 2
-    if not result.history.empty and int(os.environ.get("RANK", "0")) == 0:
-        log.info("final loss %.5f at step %d", result.history["loss"].iloc[-1], int(result.history["step"].iloc[-1]))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

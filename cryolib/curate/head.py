@@ -1,0 +1,176 @@
+"""The curation head file: a trained :class:`~cryolib.curate.probe.LinearProbe` plus what it needs.
+
+One small file (``torch.save`` of plain types and tensors, read with ``weights_only=True``):
+
+* ``format``: :data:`HEAD_FORMAT`; ``name``; ``threshold`` (accept when P(accept) >= it);
+* ``features``: ``{"kind": "encoder" | "image_statistics", "max_tiles", "n_bands"}``;
+* ``encoder``: the checkpoint the features come from, as a path or ``"asset:<file>"`` (a file in
+  ``cryolib/assets/``, e.g. the shipped DRACO model ``asset:draco_default.pt``), and
+  ``encoder_sha256``, the fingerprint of its encoder weights (:func:`encoder_fingerprint`), checked
+  on load so a head never runs on features of another encoder;
+* ``probe``: the probe's standardisation and weights; ``card``: a JSON-able model card.
+
+The head stores no encoder weights (it stays a few kB); the encoder checkpoint is loaded on use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import cryolib
+from cryolib.core.atomic import atomic_path
+from cryolib.core.errors import CryolibError
+from cryolib.curate.features import N_BANDS, encoder_features, image_statistics
+from cryolib.curate.probe import LinearProbe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HEAD_FORMAT", "ASSETS_DIR", "DEFAULT_ENCODER", "DEFAULT_HEAD", "CurationHead", "load_encoder",
+           "encoder_fingerprint", "resolve_encoder", "save_curation_head", "load_curation_head"]
+
+HEAD_FORMAT = "cryolib-curation-head/1"
+ASSETS_DIR = Path(cryolib.__file__).resolve().parent / "assets"
+DEFAULT_ENCODER = "asset:draco_default.pt"  # the shipped DRACO model
+DEFAULT_HEAD = ASSETS_DIR / "draco_curation.pt"  # the shipped curation head
+FEATURE_KINDS = ("encoder", "image_statistics")
+
+
+def resolve_encoder(ref: str | os.PathLike) -> Path:
+    """The file of an encoder reference: ``asset:<file>`` (in cryolib/assets/) or a path; must exist."""
+    ref = str(ref)
+    if ref.startswith("asset:"):
+        path = ASSETS_DIR / ref[len("asset:"):]
+        if not path.is_file():
+            raise CryolibError(f"the shipped model {path} does not exist yet: it is written by the DRACO "
+                               "pretraining study (notebook 04); train it, or pass --checkpoint with a curation head "
+                               "trained on another encoder")
+        return path
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise CryolibError(f"encoder checkpoint {path} not found; train it first or fix the path")
+    return path
+
+
+def encoder_fingerprint(model: nn.Module) -> str:
+    """sha256 of the encoder's weights (names and float32 bytes, sorted by name): which encoder a head needs."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        raise CryolibError(f"{type(model).__name__} has no encoder")
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_encoder(ref: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode, data_stats) of an encoder checkpoint (a ``cryolib pretrain``/DRACO run)."""
+    from cryolib.training.checkpoint import load_model
+
+    path = resolve_encoder(ref)
+    model, ckpt = load_model(path)
+    if not hasattr(model, "embed"):
+        raise CryolibError(f"{path}: a {type(model).__name__} has no embed(); use a DRACO or MAE checkpoint")
+    return model, dict(ckpt.get("data_stats") or {})
+
+
+@dataclasses.dataclass
+class CurationHead:
+    """A trained accept/reject head and how to featurise micrographs for it (module docstring)."""
+
+    name: str
+    probe: LinearProbe
+    features: dict
+    encoder: str | None = None
+    encoder_sha256: str | None = None
+    threshold: float = 0.5
+    card: dict = dataclasses.field(default_factory=dict)
+    _encoder_cache: tuple[nn.Module, dict] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind = self.features.get("kind")
+        if kind not in FEATURE_KINDS:
+            raise CryolibError(f"unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}")
+        if kind == "encoder" and not self.encoder:
+            raise CryolibError("an encoder-feature head needs its encoder checkpoint")
+        if not (np.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
+            raise CryolibError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+
+    def load_encoder(self) -> tuple[nn.Module, dict]:
+        """The encoder (cached), checked against the stored fingerprint."""
+        if self._encoder_cache is None:
+            model, stats = load_encoder(self.encoder)
+            if self.encoder_sha256 and encoder_fingerprint(model) != self.encoder_sha256:
+                raise CryolibError(f"encoder {self.encoder} is not the one curation head {self.name!r} was trained on "
+                                   "(weights fingerprint differs); retrain the head on this encoder")
+            self._encoder_cache = (model, stats)
+        return self._encoder_cache
+
+    def featurise(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Features [N, D] of micrographs (2-D arrays in counts)."""
+        if self.features["kind"] == "image_statistics":
+            return np.stack([image_statistics(im, int(self.features.get("n_bands", N_BANDS))) for im in images])
+        model, stats = self.load_encoder()
+        return encoder_features(model, images, stats, int(self.features.get("max_tiles", 16)))
+
+    def scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """P(accept) per micrograph -> [N]."""
+        return self.probe.scores(self.featurise(images))
+
+
+def save_curation_head(path: str | os.PathLike, head: CurationHead) -> Path:
+    """Write ``head`` to ``path`` atomically (module docstring); returns the path."""
+    state = {k: torch.as_tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v
+             for k, v in head.probe.state_dict().items()}
+    obj = {"format": HEAD_FORMAT, "name": head.name, "threshold": float(head.threshold),
+           "features": json.loads(json.dumps(head.features)), "encoder": head.encoder,
+           "encoder_sha256": head.encoder_sha256, "probe": state,
+           "provenance": {"cryolib_version": cryolib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+           "card": json.loads(json.dumps(dict(head.card), default=str))}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    log.info("wrote curation head %s (%s features, encoder %s)", path, head.features["kind"], head.encoder)
+    return Path(path)
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise CryolibError(f"curation head {path} not found; train one (cryolib.studies.draco_curation) or fix the path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CryolibError(f"curation head {path} could not be read ({type(err).__name__}: {err}); "
+                           "it is truncated or not a curation head") from err
+    if not isinstance(obj, dict) or obj.get("format") != HEAD_FORMAT:
+        raise CryolibError(f"{path} is not a curation head ({HEAD_FORMAT}); pass a file written by save_curation_head")
+    return obj
+
+
+def load_curation_head(path: str | os.PathLike | None = None) -> CurationHead:
+    """Read a curation head (default: the shipped ``cryolib/assets/draco_curation.pt``).
+
+    The encoder is not loaded here (see :meth:`CurationHead.load_encoder`), but its file must exist.
+    """
+    if path is None and not DEFAULT_HEAD.is_file():
+        raise CryolibError(f"the shipped curation head {DEFAULT_HEAD} does not exist yet: notebook 06 writes it "
+                           "(install_head=True); pass --checkpoint with a curation head file")
+    path = Path(path) if path is not None else DEFAULT_HEAD
+    obj = _read(path)
+    probe = LinearProbe.from_state({k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in obj["probe"].items()})
+    head = CurationHead(name=str(obj["name"]), probe=probe, features=dict(obj["features"]), encoder=obj.get("encoder"),
+                        encoder_sha256=obj.get("encoder_sha256"), threshold=float(obj["threshold"]),
+                        card=dict(obj.get("card") or {}))
+    if head.features["kind"] == "encoder":
+        resolve_encoder(head.encoder)
+    return head

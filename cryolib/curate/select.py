@@ -1,0 +1,83 @@
+"""Curate micrographs with a curation head: scores, accept/reject labels and the files ``cryolib curate`` writes.
+
+``quality.csv``: micrograph, label (accept/reject), score (P(accept)). ``selected_micrographs.star``:
+a RELION-compatible selection, block ``data_micrographs`` with ``_rlnMicrographName`` of each accepted
+micrograph (the path as given), the STAR file RELION's Select job writes and Import/CTF jobs read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cryolib.core.atomic import atomic_path
+from cryolib.core.errors import CryolibError
+from cryolib.curate.head import CurationHead, load_curation_head
+
+log = logging.getLogger(__name__)
+
+__all__ = ["curate_micrographs", "write_quality_csv", "write_selection_star", "read_selection_star"]
+
+
+def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | str | os.PathLike | None = None,
+                       threshold: float | None = None) -> pd.DataFrame:
+    """Score micrographs with a curation head (default: the shipped one) -> DataFrame with columns
+    micrograph (path as given), label ("accept"/"reject"), score (P(accept)); ``attrs["threshold"]``.
+
+    Micrographs are read and scored one at a time (memory stays at one micrograph); a file that
+    cannot be read raises before the caller has written anything.
+    """
+    from cryolib.io.micrographs import read_micrograph
+
+    if threshold is not None and not (np.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise CryolibError(f"threshold must be a probability in [0, 1], got {threshold}")
+    head = head if isinstance(head, CurationHead) else load_curation_head(head)
+    if not paths:
+        raise CryolibError("no micrographs to curate")
+    scores = np.array([head.scores([read_micrograph(p)[0]])[0] for p in paths], dtype=np.float64)
+    t = head.threshold if threshold is None else float(threshold)
+    table = pd.DataFrame({"micrograph": [str(p) for p in paths],
+                          "label": np.where(scores >= t, "accept", "reject"), "score": scores})
+    table.attrs["threshold"] = t
+    log.info("curated %d micrographs with %s: %d accepted (threshold %.3g)", len(table), head.name,
+             int((table["label"] == "accept").sum()), t)
+    return table
+
+
+def write_quality_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """``quality.csv`` (micrograph, label, score), atomically."""
+    with atomic_path(path) as tmp:
+        table[["micrograph", "label", "score"]].to_csv(tmp, index=False, float_format="%.6g")
+    return Path(path)
+
+
+def write_selection_star(path: str | os.PathLike, micrographs: Sequence[str]) -> Path:
+    """A STAR selection (``data_micrographs`` loop of ``_rlnMicrographName``), atomically; may be empty."""
+    lines = ["", "# version 30001", "", "data_micrographs", "", "loop_", "_rlnMicrographName #1"]
+    for name in micrographs:
+        name = str(name)
+        if not name or any(c.isspace() for c in name):
+            raise CryolibError(f"micrograph name {name!r} is empty or holds whitespace; STAR names cannot")
+        lines.append(name)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n\n")
+    return Path(path)
+
+
+def read_selection_star(path: str | os.PathLike) -> list[str]:
+    """The ``_rlnMicrographName`` entries of a selection STAR file (starfile's parser)."""
+    import starfile
+
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as err:
+        raise CryolibError(f"{path} is not a STAR file ({type(err).__name__}: {err})") from err
+    block = blocks.get("micrographs")
+    if block is None or "rlnMicrographName" not in getattr(block, "columns", []):
+        return []
+    return [str(v) for v in block["rlnMicrographName"]]

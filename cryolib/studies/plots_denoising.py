@@ -1,0 +1,88 @@
+"""Figures of notebook 05: denoised crops side by side (DRACO Figures 4 and 5), masked-input
+reconstructions (Figure 7) and Table 2 as bars beside the paper's numbers.
+
+Every panel is shown with its own 1–99 % percentile contrast and NO display filtering, so the
+panels differ only by the denoiser.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["crops_figure", "reconstruction_figure", "snr_bars_figure"]
+
+
+def _contrast(image: np.ndarray) -> np.ndarray:
+    finite = image[np.isfinite(image)]
+    lo, hi = np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0)
+    return np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
+
+
+def _centre_crop(image: np.ndarray, crop_px: int) -> np.ndarray:
+    h, w = image.shape
+    r, c = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
+    return image[r : r + crop_px, c : c + crop_px]
+
+
+def crops_figure(examples: Mapping[str, Mapping[str, np.ndarray]], columns: Sequence[str], crop_px: int = 192,
+                 title: str = "") -> plt.Figure:
+    """Rows: analogs; columns: ``columns`` (methods, then "Clean"), each a centre crop of ``crop_px``."""
+    names = list(examples)
+    fig, axes = plt.subplots(len(names), len(columns), figsize=(2.2 * len(columns), 2.3 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col in examples[name]:
+                ax.imshow(_contrast(_centre_crop(np.asarray(examples[name][col], float), crop_px)), cmap="gray")
+            if i == 0:
+                ax.set_title(col, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(examples: Sequence[Mapping[str, np.ndarray]]) -> plt.Figure:
+    """Figure 7: one row per example; masked patches (NaN) shown in red."""
+    keys = [k for k in examples[0] if k != "dataset"]
+    fig, axes = plt.subplots(len(examples), len(keys), figsize=(2.3 * len(keys), 2.4 * len(examples)), squeeze=False)
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("tab:red")
+    for i, ex in enumerate(examples):
+        for j, key in enumerate(keys):
+            ax = axes[i, j]
+            ax.imshow(np.ma.masked_invalid(_contrast(np.asarray(ex[key], float))), cmap=cmap)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(key, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(ex["dataset"], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def snr_bars_figure(summary: pd.DataFrame, methods: Sequence[str]) -> plt.Figure:
+    """Eq. 11 SNR per analog and method: ours (solid) beside the paper's Table 2 (hatched)."""
+    sets = list(dict.fromkeys(summary["dataset"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.4 * len(sets), 3.4), squeeze=False, sharey=True)
+    x = np.arange(len(methods))
+    for ax, name in zip(axes[0], sets):
+        sub = summary[summary["dataset"] == name].set_index("method").reindex(methods)
+        ax.bar(x - 0.2, sub["snr_eq11_db"], 0.4, label="ours")
+        ax.bar(x + 0.2, sub["paper_snr_eq11_db"], 0.4, hatch="//", fill=False, label="paper")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xticks(x, methods, rotation=60, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=10)
+    axes[0, 0].set_ylabel("Eq. 11 SNR (dB)")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
