@@ -11,6 +11,12 @@ import pytest
 from cryolib.core.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @pytest.fixture
 def umask():
     """Set the process umask for one test, then restore it."""
@@ -57,3 +63,31 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
 def test_creates_missing_parent_folders(tmp_path):
     path = atomic_write_text(tmp_path / "a" / "b" / "run.yaml", "x: 1\n")
     assert path.read_text() == "x: 1\n"
+
+
+def test_install_files_copies_a_set_with_plain_permissions(tmp_path):
+    from cryolib.core.atomic import install_files
+
+    src = [tmp_path / "a.pt", tmp_path / "a.md"]
+    src[0].write_bytes(b"weights")
+    src[1].write_text("card")
+    dest = tmp_path / "assets"
+    out = install_files(src, dest)
+    assert [p.name for p in out] == ["a.pt", "a.md"]
+    assert (dest / "a.pt").read_bytes() == b"weights" and (dest / "a.md").read_text() == "card"
+    assert sorted(p.name for p in dest.iterdir()) == ["a.md", "a.pt"]  # no staged leftovers
+    assert (dest / "a.pt").stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def test_install_files_leaves_the_old_set_when_a_copy_fails(tmp_path):
+    from cryolib.core.atomic import install_files
+
+    dest = tmp_path / "assets"
+    dest.mkdir()
+    (dest / "a.pt").write_bytes(b"old")
+    good = tmp_path / "a.pt"
+    good.write_bytes(b"new")
+    with pytest.raises(FileNotFoundError):
+        install_files([good, tmp_path / "missing.md"], dest)
+    assert (dest / "a.pt").read_bytes() == b"old"
+    assert [p.name for p in dest.iterdir()] == ["a.pt"]

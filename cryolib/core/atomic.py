@@ -53,3 +53,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def install_files(files: list[Path], dest_dir: str | os.PathLike) -> list[Path]:
+    """Copy ``files`` into ``dest_dir`` as a set: every copy is staged first, then all are renamed,
+    so a failed copy leaves the files already there untouched (a checkpoint and its model card)."""
+    import shutil
+
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for f in map(Path, files):
+            fd, tmp = tempfile.mkstemp(prefix=f".{f.stem}.", suffix=f".tmp{f.suffix}", dir=dest)
+            os.close(fd)
+            staged.append((Path(tmp), dest / f.name))  # before the copy: a failed copy is cleaned up too
+            shutil.copyfile(f, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [target for _, target in staged]

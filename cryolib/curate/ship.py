@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
-from cryolib.core.atomic import atomic_write_text
+from cryolib.core.atomic import atomic_write_text, install_files
 from cryolib.core.errors import CryolibError
 from cryolib.curate.head import (
     ASSETS_DIR,
@@ -70,24 +68,6 @@ def write_curation_card(head_path: str | os.PathLike, head: CurationHead, evalua
     return atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
-def _install(files: list[Path], assets_dir: Path) -> None:
-    """Stage copies of ``files`` in ``assets_dir``, then rename them all: the pair is never half replaced."""
-    assets_dir.mkdir(parents=True, exist_ok=True)
-    staged = []
-    try:
-        for f in files:
-            fd, tmp = tempfile.mkstemp(prefix=f".{f.stem}.", suffix=f".tmp{f.suffix}", dir=assets_dir)
-            os.close(fd)
-            shutil.copyfile(f, tmp)
-            os.chmod(tmp, 0o644)
-            staged.append((Path(tmp), assets_dir / f.name))
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-
-
 def ship_curation_head(head: CurationHead, evaluation: pd.DataFrame, out_dir: str | os.PathLike,
                        per_class: pd.DataFrame | None = None, card: Mapping[str, Any] | None = None,
                        install: bool = False, name: str = SHIPPED_HEAD_NAME, notes: str = "") -> Path:
@@ -113,6 +93,6 @@ def ship_curation_head(head: CurationHead, evaluation: pd.DataFrame, out_dir: st
         raise CryolibError(f"{pt} is {pt.stat().st_size / 2**20:.1f} MB, over the {MAX_HEAD_MB:g} MB limit for a shipped head")
     md = write_curation_card(pt, head, evaluation, per_class, notes)
     if install:
-        _install([pt, md], ASSETS_DIR)
+        install_files([pt, md], ASSETS_DIR)
         log.info("installed %s and %s into %s", pt.name, md.name, ASSETS_DIR)
     return pt

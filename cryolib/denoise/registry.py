@@ -18,7 +18,7 @@ import math
 import os
 import pkgutil
 from pathlib import Path
-from typing import Any, ClassVar, Sequence, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 

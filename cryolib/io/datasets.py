@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
 from cryolib.core.atomic import atomic_write_text
 from cryolib.core.errors import CryolibError

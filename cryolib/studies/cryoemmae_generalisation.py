@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
+from cryolib.core.atomic import install_files
 from cryolib.core.errors import CryolibError
 from cryolib.core.model_card import write_model_card
 from cryolib.evaluate.scoring import best_threshold_scores, good_micrographs, score_picks, truth_by_stem
@@ -141,25 +141,6 @@ def ablation_f1(ablation: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _install(files: list[Path], assets_dir: Path) -> None:
-    """Copy ``files`` into ``assets_dir``: every copy is staged first, then all are renamed in turn,
-    so a failed copy leaves the installed pair untouched."""
-    assets_dir.mkdir(parents=True, exist_ok=True)
-    staged = []
-    try:
-        for f in files:
-            fd, tmp = tempfile.mkstemp(prefix=f".{f.stem}.", suffix=f".tmp{f.suffix}", dir=assets_dir)
-            os.close(fd)
-            shutil.copyfile(f, tmp)
-            os.chmod(tmp, 0o644)
-            staged.append((Path(tmp), assets_dir / f.name))
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-
-
 def ship_checkpoint(picker: CryoEMMAEPicker, gen_table: pd.DataFrame, out_dir: str | os.PathLike,
                     extra_card: Mapping[str, Any] | None = None, install: bool = False,
                     name: str = SHIPPED_NAME, assets_dir: str | os.PathLike = ASSETS_DIR, notes: str = "") -> Path:
@@ -177,7 +158,7 @@ def ship_checkpoint(picker: CryoEMMAEPicker, gen_table: pd.DataFrame, out_dir: s
     pt = save_picker(out / f"{name}.pt", picker, extra_card=extra_card)
     md = write_model_card(pt, pt.with_suffix(".md"), gen_table, notes)
     if install:
-        _install([pt, md], Path(assets_dir))
+        install_files([pt, md], Path(assets_dir))
         log.info("installed %s and %s into %s", pt.name, md.name, assets_dir)
     return pt
 

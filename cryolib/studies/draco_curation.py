@@ -35,7 +35,7 @@ from cryolib.core.atomic import atomic_write_text
 from cryolib.core.errors import CryolibError
 from cryolib.core.jsonable import to_jsonable
 from cryolib.core.reproducibility import child_rng
-from cryolib.curate.features import N_BANDS, image_statistics
+from cryolib.curate.features import N_BANDS
 from cryolib.curate.head import DEFAULT_ENCODER, CurationHead, encoder_fingerprint, load_encoder
 from cryolib.curate.probe import METRICS, QUALITY_CLASSES, LinearProbe, classification_metrics, per_class_table
 from cryolib.curate.resnet import train_resnet
