@@ -19,6 +19,7 @@ import pytest
 from cryolib.core.profiles import get_profile
 from cryolib.io.datasets import datasets_with_role, load_registry
 from cryolib.studies import cryoemmae_picking as cp
+from test_studies_ablations import check_ablation_metrics
 from test_studies_denoising import check_denoising_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +168,8 @@ def _check_curation(m: dict, tables: Path) -> None:
 
 CHECKS = {"01_datasets": _check_datasets, "02_pretrain_mae": _check_pretraining,
           "03_cryoemmae_picking": _check_picking, "04_pretrain_draco": _check_draco_pretraining,
-          "05_denoising": check_denoising_metrics, "06_curation": _check_curation}
+          "05_denoising": check_denoising_metrics, "06_curation": _check_curation,
+          "08_ablations": check_ablation_metrics}
 
 
 def test_every_notebook_has_a_metrics_check():
