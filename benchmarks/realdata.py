@@ -60,7 +60,7 @@ def main() -> int:
             crop = image[:384, :384]
             lo, hi = pd.Series(crop.ravel()).quantile([0.01, 0.99])
             axes[row, col].imshow(crop, cmap="gray", vmin=lo, vmax=hi)
-            axes[row, col].set_title(f"{name} {ex['micrograph']}: {label}", fontsize=8)
+            axes[row, col].set_title(f"{name}: {label}", fontsize=8)
             axes[row, col].set_axis_off()
     with atomic_path(out / "realdata_denoising.png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
