@@ -29,7 +29,6 @@ import pandas as pd
 from cryolib.core.errors import CryolibError
 from cryolib.core.profiles import get_profile
 from cryolib.denoise import denoise_micrograph
-from cryolib.evaluate.snr import region_pairs
 from cryolib.io.datasets import Dataset, dataset_dir, datasets_with_role, load_dataset
 from cryolib.io.micrographs import read_micrograph
 from cryolib.studies import draco_denoising as dn
@@ -112,14 +111,6 @@ def load_study(profile: str, checkpoints: Mapping[str, str | Path], seed: int = 
     return AblationStudy(profile, int(seed), ckpts, {k: load_dataset(d) for k, d in dirs.items()}, n, int(n_pairs))
 
 
-def _pairs(clean: np.ndarray, ds: Dataset, stem: str, n_pairs: int, seed: int) -> tuple[list, list] | None:
-    try:
-        return region_pairs(clean, ds.coordinates(stem), ds.diameter_px, n_pairs=n_pairs, seed=seed)
-    except CryolibError as err:
-        log.warning("%s/%s: no Eq. 11 pairs (%s); its Eq. 11 SNR is NaN", ds.name, stem, err)
-        return None
-
-
 def score_snr(study: AblationStudy) -> pd.DataFrame:
     """Per analog, micrograph and run (plus "Raw"): snr_eq11_db, true_snr_db, band_snr_db, n_pairs.
 
@@ -137,7 +128,7 @@ def score_snr(study: AblationStudy) -> pd.DataFrame:
             pixel = header_px if header_px > 0 else ds.pixel_size_A
             outputs = {RAW: image, **{run: denoise_micrograph("draco", image, pixel, checkpoint=ckpt)
                                       for run, ckpt in study.checkpoints.items()}}
-            pairs = _pairs(clean, ds, path.stem, study.n_pairs, study.seed)
+            pairs = dn.eq11_pairs(clean, ds, path.stem, study.n_pairs, study.seed)
             rows += [{"dataset": name, "micrograph": path.stem, **r}
                      for r in dn.score_outputs(outputs, clean, ds.diameter_px, pairs)]
             if k == 0:

@@ -144,7 +144,8 @@ def score_outputs(outputs: Mapping[str, np.ndarray], clean: np.ndarray, diameter
             for label, image in outputs.items()]
 
 
-def _pairs(clean: np.ndarray, ds: Dataset, stem: str, n_pairs: int, seed: int) -> tuple[list, list] | None:
+def eq11_pairs(clean: np.ndarray, ds: Dataset, stem: str, n_pairs: int, seed: int) -> tuple[list, list] | None:
+    """Eq. 11 region pairs of one micrograph from its ground truth, or None (logged) when none can be formed."""
     try:
         return region_pairs(clean, ds.coordinates(stem), ds.diameter_px, n_pairs=n_pairs, seed=seed)
     except CryolibError as err:
@@ -166,7 +167,7 @@ def table2(study: DenoisingStudy) -> pd.DataFrame:
             image = read_micrograph(path)[0]
             clean = read_micrograph(ds.path_of(path.stem, "clean"))[0]
             outputs = denoise_all(study, image, _pixel_size(path, ds), clean)
-            pairs = _pairs(clean, ds, path.stem, study.n_pairs, study.seed)
+            pairs = eq11_pairs(clean, ds, path.stem, study.n_pairs, study.seed)
             rows += [{"dataset": name, "micrograph": path.stem, **r}
                      for r in score_outputs(outputs, clean, ds.diameter_px, pairs)]
             if k == 0:
