@@ -6,10 +6,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from cryolib.core.errors import CryolibError
-from cryolib.evaluate.metrics import (
-    RULES, average_precision, best_f1_threshold, box_iou, box_overlap_fraction, match_picks,
-    precision_recall_curve, score_dataset,
-)
+from cryolib.evaluate.metrics import RULES, box_iou, box_overlap_fraction, match_picks, score_dataset
+from cryolib.evaluate.pr_curve import average_precision, best_f1_threshold, precision_recall_curve
 
 
 def picks(*xy, score=None) -> pd.DataFrame:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from cryolib.core.errors import CryolibError
-from cryolib.evaluate.metrics import RULES, average_precision, best_f1_threshold, precision_recall_curve, score_dataset
+from cryolib.evaluate.metrics import RULES, score_dataset
+from cryolib.evaluate.pr_curve import average_precision, best_f1_threshold, precision_recall_curve
 from cryolib.io.micrographs import COORDINATE_SUFFIXES, micrograph_stem, read_coordinates
 
 log = logging.getLogger(__name__)

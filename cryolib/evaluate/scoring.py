@@ -15,7 +15,8 @@ import pandas as pd
 
 from cryolib.io.datasets import Dataset
 from cryolib.io.micrographs import read_micrograph
-from cryolib.evaluate.metrics import precision_recall_curve, best_f1_threshold, score_dataset
+from cryolib.evaluate.metrics import score_dataset
+from cryolib.evaluate.pr_curve import best_f1_threshold, precision_recall_curve
 
 
 def good_micrographs(ds: Dataset, paths: list[Path]) -> list[Path]:

@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cryolib.core.errors import CryolibError
-from cryolib.evaluate.metrics import best_f1_threshold, precision_recall_curve
+from cryolib.evaluate.pr_curve import best_f1_threshold, precision_recall_curve
 from cryolib.io.micrographs import micrograph_stem, read_micrograph
 from cryolib.processing import preprocess as pp
 
