@@ -31,6 +31,7 @@ import torch.nn as nn
 import cryolib
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
+from cryolib.core.files import load_torch_file
 from cryolib.curate.features import N_BANDS, encoder_features, image_statistics
 from cryolib.curate.probe import LinearProbe
 
@@ -145,13 +146,8 @@ def save_curation_head(path: str | os.PathLike, head: CurationHead) -> Path:
 
 
 def _read(path: Path) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise CryolibError(f"curation head {path} not found; train one (cryolib.studies.draco_curation) or fix the path")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CryolibError(f"curation head {path} could not be read ({type(err).__name__}: {err}); "
-                           "it is truncated or not a curation head") from err
+    obj = load_torch_file(path, "curation head", "train one (cryolib.studies.draco_curation) or fix the path",
+                          "curation head")
     if not isinstance(obj, dict) or obj.get("format") != HEAD_FORMAT:
         raise CryolibError(f"{path} is not a curation head ({HEAD_FORMAT}); pass a file written by save_curation_head")
     return obj

@@ -37,6 +37,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm2d
 
 from cryolib.core.errors import CryolibError
+from cryolib.core.files import load_torch_file
 from cryolib.models.draco_masks import DracoMasks, complementary_masking, merge_latents, scatter_to_grid, visible_per_half
 from cryolib.models.objectives import OptimConfig
 from cryolib.models.vit import ViTConfig, ViTDecoder, ViTEncoder, get_config, patchify, unpatchify
@@ -287,13 +288,7 @@ _FREE_FIELDS = ("name", "norm_pix_loss")
 
 def _read_state(path: str | os.PathLike) -> tuple[dict, dict | None]:
     """(state dict, model_config or None) from a cryolib checkpoint or a bare state dict file."""
-    if not os.path.isfile(path):
-        raise CryolibError(f"MAE warm-up checkpoint {path} not found; run the warm-up first or fix the path")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CryolibError(f"{path} could not be read ({type(err).__name__}: {err}); "
-                           "it is truncated or not a checkpoint") from err
+    obj = load_torch_file(path, "MAE warm-up checkpoint", "run the warm-up first or fix the path", "checkpoint")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"], obj.get("model_config")
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
+from cryolib.core.files import load_torch_file
 from cryolib.models.objectives import Objective, get_objective, objective_names
 from cryolib.models.vit import ViTConfig
 
@@ -38,13 +39,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a cryolib checkpoint (tensors and plain types only: ``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise CryolibError(f"checkpoint {path} not found; train first or fix the path")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CryolibError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
-                           "it is truncated or not a cryolib checkpoint") from err
+    ckpt = load_torch_file(path, "checkpoint", "train first or fix the path", "cryolib checkpoint", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CryolibError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     return ckpt
