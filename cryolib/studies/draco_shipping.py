@@ -18,6 +18,7 @@ import torch
 
 from cryolib.core.atomic import atomic_write_bytes, atomic_write_text
 from cryolib.core.errors import CryolibError
+from cryolib.core.jsonable import to_jsonable
 from cryolib.core.provenance import git_commit
 from cryolib.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
@@ -66,7 +67,7 @@ def ship_draco(checkpoint: str | Path, out_dir: str | Path, install: bool = Fals
                            "(e.g. draco_checkpoints(profile)['draco-b'])")
     if dtype not in ("auto", "float32", "float16"):
         raise CryolibError(f"dtype must be 'auto', 'float32' or 'float16', got {dtype!r}")
-    prov = {"source_checkpoint": str(checkpoint), "git_commit": git_commit(), "profile": profile,
+    prov = {"source_checkpoint": to_jsonable(Path(checkpoint)), "git_commit": git_commit(), "profile": profile,
             "data": list(data), "shipped": time.strftime("%Y-%m-%dT%H:%M:%S")}
     blob = _slim(ckpt, torch.float16 if dtype == "float16" else torch.float32, prov)
     if dtype == "auto" and len(blob) > max_mb * 2**20:
