@@ -43,6 +43,29 @@ VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 STAMP="$VENV/.cryolib-install-stamp"
 
+# detectron2 (the ViTDet picker, cryolib/pick/detector.py) is not on PyPI. Take its wheel from the
+# first folder that has one: $CRYOLIB_WHEELS, ../shared/wheels, then the copy in third_party/wheels/
+# (built from the official source; see its README). Without a usable wheel, build the same commit
+# from GitHub; if that fails too (no network), say so and go on: only the detector is unavailable.
+DETECTRON2_SOURCE="detectron2 @ git+https://github.com/facebookresearch/detectron2@02b5c4e295e990042a714712c21dc79b731e8833"
+install_detectron2() {
+  local dir
+  for dir in "${CRYOLIB_WHEELS:-}" "$ROOT/../shared/wheels" "$ROOT/third_party/wheels"; do
+    [[ -n "$dir" ]] && compgen -G "$dir/detectron2-*.whl" >/dev/null || continue
+    if "$PY" -m pip install --quiet --disable-pip-version-check --find-links "$dir" -e ".[detector]"; then
+      echo "==> detectron2: installed from the wheel in $dir"
+      return 0
+    fi
+    echo "==> detectron2: the wheel in $dir does not install here; trying the next source" >&2
+  done
+  if "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$DETECTRON2_SOURCE"; then
+    echo "==> detectron2: built from its official source (GitHub)"
+  else
+    echo "==> WARNING: detectron2 is not installed (no usable wheel, and building from GitHub failed):" \
+         "the 'detector' picker and notebook 07's detector rows are unavailable; everything else works" >&2
+  fi
+}
+
 setup_env() {
   local want
   want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
@@ -52,6 +75,7 @@ setup_env() {
   echo "==> setting up $VENV (first run: a few minutes; torch is a large download where it is not on local disk)"
   [[ -x "$PY" ]] || "${CRYOLIB_PYTHON:-python3}" -m venv "$VENV"
   "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  install_detectron2
   "$PY" -m ipykernel install --sys-prefix --name cryolib --display-name "Python (cryolib)" >/dev/null
   echo "$want" > "$STAMP"
 }
