@@ -31,6 +31,9 @@ __all__ = ["PickerConfig", "CryoEMMAEPicker"]
 
 log = logging.getLogger(__name__)
 
+#: How a micrograph becomes the encoder's working image (:attr:`PickerConfig.input_mode`).
+INPUT_MODES = ("cryoemmae", "raw")
+
 
 @dataclass
 class PickerConfig:
@@ -42,6 +45,9 @@ class PickerConfig:
     target_size: int = pp.DEFAULT_TARGET_SIZE  # working side in "fixed" mode (px)
     filter_oversample: float | None = 2.0  # see cryoemmae_preprocess
     repo_parity: bool = False  # repository preprocessing variants
+    #: "cryoemmae": the §3.1 filter chain (images in [0, 1]); "raw": area-resize + per-micrograph
+    #: standardisation, the input a DRACO encoder was pretrained on (tiles then use mean 0, std 1)
+    input_mode: str = "cryoemmae"
     standardize_tokens: bool = True  # tokens relative to their micrograph (ours); False = paper/repository
     global_k: int = 4  # paper §3.2
     ks: tuple[int, ...] = (3, 4, 5)  # paper §3.3
@@ -62,6 +68,10 @@ class PickerConfig:
 
     def __post_init__(self) -> None:
         self.ks = tuple(int(k) for k in self.ks)
+        if self.input_mode not in INPUT_MODES:
+            raise CryolibError(f"unknown picker input_mode {self.input_mode!r}; choose one of {', '.join(INPUT_MODES)}")
+        if self.input_mode == "raw" and self.scale_mode != "diameter":
+            raise CryolibError("input_mode 'raw' works at the 'diameter' scale mode only")
 
     def working_shape(self, shape: tuple[int, int], diameter_px: float) -> tuple[int, int]:
         """(H, W) of the working image for an input of ``shape`` px."""
@@ -71,6 +81,8 @@ class PickerConfig:
 
     def preprocess(self, image: np.ndarray, diameter_px: float, keep_stages: bool = False) -> pp.PreprocessResult:
         """Run :func:`cryolib.processing.preprocess.cryoemmae_preprocess` with these settings."""
+        if self.input_mode == "raw":
+            return pp.standardized_working_image(image, diameter_px, target_diameter_px=self.target_diameter_px)
         fixed = self.scale_mode == "fixed"
         return pp.cryoemmae_preprocess(image, diameter_px, target_size=self.target_size if fixed else None,
                                        repo_parity=self.repo_parity, scale_mode=self.scale_mode,

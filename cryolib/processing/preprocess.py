@@ -268,6 +268,25 @@ def working_shape(shape: tuple[int, int], diameter_px: float, working_scale: flo
     raise CryolibError(f"unknown scale_mode {scale_mode!r}; choose 'diameter' or 'fixed'")
 
 
+def standardized_working_image(image: np.ndarray, diameter_px: float, *,
+                               target_diameter_px: float = DEFAULT_TARGET_DIAMETER_PX) -> PreprocessResult:
+    """DRACO's input (methods.md, denoising inference), at the working scale of :func:`cryoemmae_preprocess`.
+
+    The micrograph is area-resized isotropically so that the particle is ``target_diameter_px`` working px
+    wide (``diameter_px``: input px), then clipped to its 0.1-99.9 percentiles and standardised by its own
+    mean and std. No filters: an encoder pretrained on raw odd/even/full micrographs (DRACO) sees the kind
+    of image it was trained on. ``image`` of the result is float32 with mean 0 and std 1 (not in [0, 1]).
+    """
+    x = check_image(image)
+    d = check_diameter(diameter_px)
+    out_h, out_w = working_shape(x.shape, d, None, None, "diameter", target_diameter_px)
+    work, (sx, sy) = resize(x, (out_h, out_w))
+    lo, hi = np.percentile(work, [0.1, 99.9])
+    work = np.clip(work, lo, hi)
+    work = ((work - work.mean()) / max(float(work.std()), 1e-12)).astype(np.float32)
+    return PreprocessResult(work, (sx, sy), tuple(image.shape), d * float(np.sqrt(sx * sy)), 1.0)
+
+
 def cryoemmae_preprocess(image: np.ndarray, diameter_px: float, working_scale: float | None = None,
                          target_size: int | None = None, repo_parity: bool = False, *,
                          scale_mode: Literal["diameter", "fixed"] | None = None,
