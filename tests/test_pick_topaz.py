@@ -13,6 +13,7 @@ import pytest
 from cryolib.core.errors import CryolibError
 from cryolib.io.micrographs import write_mrc
 from cryolib.pick import topaz as tp
+from cryolib.pick import topaz_training as tt
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,9 @@ def test_validation_curve_reads_the_test_rows(tmp_path):
 
 def test_failed_topaz_command_reports_stderr(tmp_path, monkeypatch):
     # A stand-in for the seeded launcher (importing torch + topaz in a child takes ~10 s here).
-    monkeypatch.setattr(tp, "_SEEDED_TOPAZ", "import sys; sys.stderr.write('line 1\\nboom: ' + sys.argv[2]); sys.exit(3)")
+    monkeypatch.setattr(tt, "_SEEDED_TOPAZ", "import sys; sys.stderr.write('line 1\\nboom: ' + sys.argv[2]); sys.exit(3)")
     with pytest.raises(CryolibError) as err:
-        tp._run_topaz(["train", "--no-such-flag"], 0, tmp_path / "topaz.log")
+        tt._run_topaz(["train", "--no-such-flag"], 0, tmp_path / "topaz.log")
     message = str(err.value)
     assert "topaz train --no-such-flag" in message and "exit code 3" in message and "boom: train" in message
 

@@ -59,5 +59,6 @@ def test_cryoemmae_sizes_did_not_move():
     got = {n: (p.pretrain.model, p.pretrain.epochs, p.pretrain.batch_size, p.pretrain.warmup_epochs,
                p.pretrain.max_tiles_per_micrograph, p.simulation.micrograph_px, p.simulation.n_frames,
                p.simulation.n_train_micrographs, p.picking.topaz_epochs) for n, p in PROFILES.items()}
-    assert got == {"smoke": ("cpu-tiny", 1, 32, 0, 16, 256, 8, 5, 1), "default": ("cpu-small", 8, 64, 1, 0, 512, 20, 15, 2),
+    # default Topaz-from-scratch: 3 epochs since the baseline fix of issue 14 (was 2)
+    assert got == {"smoke": ("cpu-tiny", 1, 32, 0, 16, 256, 8, 5, 1), "default": ("cpu-small", 8, 64, 1, 0, 512, 20, 15, 3),
                    "full": ("cryoemmae", 400, 128, 5, 0, 1024, 40, 300, 400)}

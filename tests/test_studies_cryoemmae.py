@@ -133,7 +133,7 @@ def test_headline_metrics_by_hand():
     fig2 = pd.DataFrame({"method": [cp.EMMAE, cp.EMMAE, cp.BLOB], "f1": [0.2, 0.6, 0.5], "precision": [1.0, 0.0, 0.5],
                          "recall": [0.1, 0.3, 0.5], "iou": [0.7, 0.9, 0.8]})
     ablation = pd.DataFrame({"setting": ["paper", "paper", "ours"], "f1": [0.0, 0.5, 0.4]})
-    length = pd.DataFrame({"schedule": ["profile", "25x longer"], "f1_at_score_0": [0.1, 0.3]})
+    length = pd.DataFrame({"schedule": ["profile", "25x longer"], "f1_calibrated": [0.1, 0.3]})
     m = cp.headline_metrics(fig2, _gen_table(0.5, 0.4, 0.45), ablation, length, "overlap60")
     assert m["mean_f1"] == pytest.approx({cp.EMMAE: 0.4, cp.BLOB: 0.5})
     assert m["mean_precision"][cp.EMMAE] == pytest.approx(0.5) and m["mean_iou"][cp.EMMAE] == pytest.approx(0.8)

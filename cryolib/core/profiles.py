@@ -50,8 +50,11 @@ class PretrainSizes:
 class PickingSizes:
     """Sizes for picking and its baselines."""
 
-    topaz_epochs: int  # `topaz train` epochs for the from-scratch baseline
-    topaz_epoch_size: int  # minibatches per Topaz epoch
+    # Topaz-from-scratch budget (cryolib.pick.topaz_training): epochs x minibatches x crops. A crop costs
+    # ~4-10 ms on a loaded 2-core CPU, so default's 3 x 30 x 64 (5,760 crops) is ~30-60 s per training
+    # analog, ~2-4 min for notebook 03's four; Topaz's own 10 x 1000 x 256 is for a GPU (full).
+    topaz_epochs: int  # `topaz train` epochs for the from-scratch baseline (best validation AUPRC kept)
+    topaz_epoch_size: int  # minibatches per Topaz epoch (Topaz's default: 1000)
     topaz_minibatch: int  # crops per Topaz minibatch (Topaz's default: 256)
     n_test_micrographs: int  # at most this many test micrographs scored per analog (0 = all)
 
@@ -122,7 +125,7 @@ PROFILES: dict[str, Profile] = {
         simulation=SimulationSizes(micrograph_px=512, n_frames=20, n_train_micrographs=15, n_eval_micrographs=5,
                                    n_generalisation_micrographs=12),
         pretrain=PretrainSizes(model="cpu-small", epochs=8, batch_size=64, warmup_epochs=1, max_tiles_per_micrograph=0),
-        picking=PickingSizes(topaz_epochs=2, topaz_epoch_size=20, topaz_minibatch=64, n_test_micrographs=0),
+        picking=PickingSizes(topaz_epochs=3, topaz_epoch_size=30, topaz_minibatch=64, n_test_micrographs=0),
         # Notebook 04 budget: about 8 minutes on 2 CPU cores for the warm-ups, both sizes and the MAE baseline
         # (measured on a loaded 2-core machine: draco-cpu-b 40-50 tiles/s, draco-cpu-l 10 (DRACO) to 20 (MAE)).
         # base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16: short CPU runs need more than MAE's 1.5e-4.

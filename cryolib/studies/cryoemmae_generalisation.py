@@ -36,7 +36,7 @@ from cryolib.studies.cryoemmae_picking import (  # noqa: F401  (GEN_* re-exporte
     GEN_EMMAE_REF,
     GEN_METHODS,
     GEN_TOPAZ,
-    TOPAZ_SCRATCH_THRESHOLD,
+    topaz_scratch_thresholds,
     PickingStudy,
     calibrated_threshold,
     mae_checkpoint,
@@ -177,8 +177,9 @@ def topaz_training_length(study: PickingStudy, profile_model: Path,
     from :func:`train_topaz_baselines`) and at :func:`long_schedule`, scored on its test split.
 
     Returns (table, curves). Table: one row per schedule with the best validation AUPRC and its
-    epoch, F1/precision/recall at score 0 (Figure 2's operating point) and the oracle F1 at the best
-    threshold in hindsight. Curves: schedule, label, crops_seen, auprc per validated epoch.
+    epoch, F1/precision/recall at the threshold calibrated on one validation micrograph (Figure 2's
+    operating point, :func:`~cryolib.studies.cryoemmae_picking.topaz_scratch_thresholds`) and the oracle F1
+    at the best threshold in hindsight. Curves: schedule, label, crops_seen, auprc per validated epoch.
     """
     t = study.train_sets[0]
     ds, paths = study.data[t], study.scored[t]
@@ -195,12 +196,14 @@ def topaz_training_length(study: PickingStudy, profile_model: Path,
         curves.append(pd.DataFrame({"schedule": label, "label": f"{label}: {ep} epochs x {es} minibatches x {mb} crops",
                                     "crops_seen": curve["epoch"] * es * mb, "auprc": curve["auprc"]}))
         picks = pick_with_model(paths, models[label], ds.diameter_px)
-        s = score_picks(ds, picks, paths, study.rule, TOPAZ_SCRATCH_THRESHOLD)
+        threshold = topaz_scratch_thresholds(study, {t: models[label]})[t]
+        s = score_picks(ds, picks, paths, study.rule, threshold)
         b = best_threshold_scores(ds, picks, paths, study.rule)
         rows.append({"schedule": label, "epochs": ep, "minibatches_per_epoch": es, "crops_per_minibatch": mb,
                      "training_micrographs": len(tr), "training_particles": sum(len(c) for c in truth_by_stem(ds, tr).values()),
                      "best_val_auprc": curve["auprc"].max() if len(curve) else math.nan,
                      "best_epoch": curve.loc[curve["auprc"].idxmax(), "epoch"] if len(curve) and curve["auprc"].notna().any() else None,
-                     "f1_at_score_0": s["f1"], "precision": s["precision"], "recall": s["recall"],
+                     "threshold": threshold, "f1_calibrated": s["f1"], "precision": s["precision"],
+                     "recall": s["recall"],
                      "oracle_f1": b["f1"], "oracle_threshold": b["threshold"], "rule": study.rule})
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)

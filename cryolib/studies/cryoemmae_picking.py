@@ -4,10 +4,10 @@ The experiment design lives here, not in the notebook:
 
 * :func:`load_study`: the datasets, which micrographs each analog is scored on, where the runs are.
 * :func:`reference_micrograph`: the ONE annotated micrograph of an analog (the first good micrograph
-  of its training split). It is the only label any method sees: Cryo-EMMAE names its particle
-  cluster from it; blob and Topaz (pretrained) calibrate their score threshold on it.
+  of its training split). It is the only label the unsupervised methods see: Cryo-EMMAE names its
+  particle cluster from it; blob and Topaz (pretrained) calibrate their score threshold on it.
 * :func:`fit_pickers`, :func:`train_topaz_baselines`: one Cryo-EMMAE picker and one Topaz model
-  per training analog.
+  per training analog (Topaz is supervised: it learns every label of the training split).
 * :func:`cross_dataset_table`: the Figure 2 rows (method x training analog x evaluation analog).
 * :func:`fig1_example`: the Figure 1 micrograph, chosen by a rule (:func:`median_f1_micrograph`).
 * :func:`headline_metrics`: the numbers notebook 03 writes to ``metrics.json``.
@@ -15,8 +15,11 @@ The experiment design lives here, not in the notebook:
 Operating points (one per method, each documented): Cryo-EMMAE keeps every pick of its own
 threshold rule (§3.3); blob and Topaz (pretrained) use the threshold calibrated on the training
 analog's reference micrograph (:meth:`cryolib.pick.registry.Picker.calibrate`); Topaz from scratch
-keeps its documented score 0 (p = 0.5). Each evaluation analog is picked ONCE per model with every
-pick and its score (``threshold=-inf``); thresholds are applied while scoring.
+uses the same rule (best F1 on ONE annotated micrograph) on :func:`topaz_calibration_micrograph`,
+the first good micrograph of the validation split: the reference micrograph is one of its training
+images, whose in-sample scores would bias the threshold (:func:`topaz_scratch_thresholds`). Each
+evaluation analog is picked ONCE per model with every pick and its score (``threshold=-inf``);
+thresholds are applied while scoring.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from cryolib.io.datasets import Dataset, dataset_dir, datasets_with_role, load_d
 from cryolib.io.micrographs import read_micrograph
 from cryolib.pick import get_picker, pick_micrographs
 from cryolib.pick.cryoemmae import CryoEMMAEPicker, fit_picker
-from cryolib.pick.topaz import pick_with_model, train_from_scratch
+from cryolib.pick.registry import best_f1_threshold_on
+from cryolib.pick.topaz import TRAINED_THRESHOLD, pick_with_model, train_from_scratch
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,8 @@ TOPAZ_SCRATCH = "Topaz (from scratch)"
 TOPAZ_PRETRAINED = "Topaz (pretrained general)"
 BLOB = "Blob (LoG)"
 FIG2_METHODS = (EMMAE, TOPAZ_SCRATCH, TOPAZ_PRETRAINED, BLOB)
-#: Topaz from scratch: score 0 is p = 0.5, the operating point the study documents for it.
-TOPAZ_SCRATCH_THRESHOLD = 0.0
+#: Topaz from scratch without a calibration micrograph: logit 0, p = 0.5 (cryolib.pick.topaz.TRAINED_THRESHOLD).
+TOPAZ_SCRATCH_THRESHOLD = TRAINED_THRESHOLD
 #: The calibrated methods: table name -> registry name.
 CALIBRATED = {BLOB: "blob", TOPAZ_PRETRAINED: "topaz"}
 #: The generalisation check's methods (cryoemmae_generalisation.generalisation_check).
@@ -159,7 +163,11 @@ def picker_summary(study: PickingStudy, pickers: Mapping[str, CryoEMMAEPicker]) 
 
 
 def train_topaz(study: PickingStudy, name: str, out_name: str, epochs: int, epoch_size: int, minibatch: int) -> Path:
-    """Topaz from scratch on one analog's good training micrographs, validated on its good val split."""
+    """Topaz from scratch on one analog's good training micrographs, validated on its good val split.
+
+    Simulated labels are complete, so Topaz's ``-n`` is the labelled count (the default of
+    :func:`~cryolib.pick.topaz.train_from_scratch`: PN); the epoch with the best validation AUPRC.
+    """
     ds = study.data[name]
     tr, va = good_micrographs(ds, ds.split("train")), good_micrographs(ds, ds.split("val"))
     return train_from_scratch(load_images(tr), truth_by_stem(ds, tr), ds.diameter_px, study.runs / out_name,
@@ -170,10 +178,37 @@ def train_topaz(study: PickingStudy, name: str, out_name: str, epochs: int, epoc
 
 def train_topaz_baselines(study: PickingStudy) -> dict[str, Path]:
     """Topaz trained from scratch on each training analog (Cryo-EMMAE §4.1's baseline) at the
-    profile's schedule; returns {analog: model file}."""
+    profile's schedule (``PickingSizes.topaz_*``); returns {analog: model file}."""
     pk = study.sizes.picking
     return {t: train_topaz(study, t, f"topaz_{t}", pk.topaz_epochs, pk.topaz_epoch_size, pk.topaz_minibatch)
             for t in study.train_sets}
+
+
+def topaz_calibration_micrograph(ds: Dataset) -> tuple[Path, pd.DataFrame] | None:
+    """The ONE annotated micrograph a Topaz-from-scratch model is calibrated on: the first good micrograph
+    of the validation split (never trained on, never scored); None when the split has none."""
+    val = good_micrographs(ds, ds.split("val"))
+    return (val[0], ds.coordinates(val[0].stem)) if val else None
+
+
+def topaz_scratch_thresholds(study: PickingStudy, topaz_models: Mapping[str, Path]) -> dict[str, float]:
+    """{training analog: best-F1 threshold (overlap60) of its Topaz-from-scratch model on
+    :func:`topaz_calibration_micrograph`}; :data:`TOPAZ_SCRATCH_THRESHOLD` with a warning where
+    there is no such micrograph or no pick matches it (tiny profiles)."""
+    out = {}
+    for t, model in topaz_models.items():
+        ds = study.data[t]
+        ref = topaz_calibration_micrograph(ds)
+        try:
+            if ref is None:
+                raise CryolibError("no good validation micrograph")
+            picks = pick_with_model([ref[0]], model, ds.diameter_px, seed=study.seed)[ref[0].stem]
+            out[t] = best_f1_threshold_on(picks, ref[1], ds.diameter_px, TOPAZ_SCRATCH)
+        except CryolibError as err:
+            log.warning("%s on %s: no calibrated threshold (%s); using %s", TOPAZ_SCRATCH, t, err,
+                        TOPAZ_SCRATCH_THRESHOLD)
+            out[t] = TOPAZ_SCRATCH_THRESHOLD
+    return out
 
 
 def calibrated_threshold(method: str, reference: tuple[Path, pd.DataFrame], diameter_px: float, seed: int = 0) -> float:
@@ -214,7 +249,7 @@ def cross_dataset_table(study: PickingStudy, pickers: Mapping[str, CryoEMMAEPick
     Columns: method, trained_on, eval_set, iou, recall, precision, f1, tp, fp, fn, threshold
     (the score threshold applied; NaN = every pick), rule, in_domain. Blob and Topaz (pretrained)
     are trained on nothing; their ``trained_on`` is the analog whose reference micrograph
-    calibrated their threshold.
+    calibrated their threshold. Topaz (from scratch) is scored at :func:`topaz_scratch_thresholds`.
     """
     unknown = set(methods) - set(FIG2_METHODS)
     if unknown:
@@ -222,6 +257,7 @@ def cross_dataset_table(study: PickingStudy, pickers: Mapping[str, CryoEMMAEPick
     if TOPAZ_SCRATCH in methods and not topaz_models:
         raise CryolibError("Topaz (from scratch) needs topaz_models from train_topaz_baselines(study)")
     thresholds = {m: calibrated_thresholds(study, CALIBRATED[m]) for m in methods if m in CALIBRATED}
+    scratch = topaz_scratch_thresholds(study, topaz_models) if TOPAZ_SCRATCH in methods else {}
     rows = []
     for e in study.eval_sets:
         d, paths = study.data[e].diameter_px, study.scored[e]
@@ -233,8 +269,8 @@ def cross_dataset_table(study: PickingStudy, pickers: Mapping[str, CryoEMMAEPick
                 picks = pick_micrographs("cryoemmae", paths, d, checkpoint=pickers[t], seed=study.seed, progress=False)
                 rows.append(_row(study, EMMAE, t, e, picks, None))
             if TOPAZ_SCRATCH in methods:
-                rows.append(_row(study, TOPAZ_SCRATCH, t, e, pick_with_model(paths, topaz_models[t], d),
-                                 TOPAZ_SCRATCH_THRESHOLD))
+                picks = pick_with_model(paths, topaz_models[t], d, seed=study.seed)
+                rows.append(_row(study, TOPAZ_SCRATCH, t, e, picks, scratch[t]))
     order = {m: i for i, m in enumerate(FIG2_METHODS)}
     table = pd.DataFrame(rows)
     return table.sort_values("method", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
@@ -307,7 +343,7 @@ def headline_metrics(fig2: pd.DataFrame, gen: pd.DataFrame, ablation: pd.DataFra
         "generalisation_f1": gen_f1,
         "picker_ablation_mean_f1": _mean_by(ablation, "setting", "f1"),
         "topaz_training_length_f1": {str(k): float(v) for k, v in
-                                     topaz_length.set_index("schedule")["f1_at_score_0"].items()},
+                                     topaz_length.set_index("schedule")["f1_calibrated"].items()},
         "shipped_beats_blob_and_topaz": bool(gen_f1[GEN_EMMAE_REF] > max(gen_f1[GEN_BLOB], gen_f1[GEN_TOPAZ])),
     }
 
@@ -320,6 +356,7 @@ def f1_summary(fig2: pd.DataFrame) -> pd.DataFrame:
 __all__ = ["EMMAE", "TOPAZ_SCRATCH", "TOPAZ_PRETRAINED", "BLOB", "FIG2_METHODS", "TOPAZ_SCRATCH_THRESHOLD",
            "GEN_EMMAE_REF", "GEN_EMMAE_DEFAULT", "GEN_BLOB", "GEN_TOPAZ", "GEN_METHODS",
            "PickingStudy", "load_study", "study_from_datasets", "scored_summary", "reference_micrograph",
-           "mae_checkpoint", "fit_pickers", "picker_summary", "train_topaz", "train_topaz_baselines", "calibrated_threshold", "calibrated_thresholds",
+           "mae_checkpoint", "fit_pickers", "picker_summary", "train_topaz", "train_topaz_baselines",
+           "topaz_calibration_micrograph", "topaz_scratch_thresholds", "calibrated_threshold", "calibrated_thresholds",
            "cross_dataset_table", "per_micrograph_f1", "median_f1_micrograph", "fig1_example", "headline_metrics",
            "f1_summary"]
