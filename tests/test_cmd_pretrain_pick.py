@@ -177,7 +177,7 @@ def _bad_inputs(ds, run_dir, tmp):
         "reference stem": (pick + ["--checkpoint", ckpt, "--reference-coords", str(ref)], "--reference-micrograph"),
         "default checkpoint": (pick, "default checkpoint is not installed at"),
         "unreadable input": (["pick", "--input", str(mixed), "--diameter-px", d, "--method", "blob"], "broken.mrc"),
-        "checkpoint with blob": (pick + ["--method", "blob", "--checkpoint", ckpt], "cryoemmae method only"),
+        "checkpoint with blob": (pick + ["--method", "blob", "--checkpoint", ckpt], "takes no checkpoint"),
         "reference off the micrograph": (pick + ["--method", "blob", "--reference-coords", str(far),
                                                 "--reference-micrograph", str(ds.micrographs[0])], "lie outside"),
     }

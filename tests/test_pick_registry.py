@@ -74,7 +74,7 @@ def test_a_new_picker_registers_itself(tmp_path):
         assert calibrated["score"].tolist() == [4.0] and calibrated.attrs["threshold"] == 4.0
         with pytest.raises(CryolibError, match="two pickers are named 'diagonal_test'"):
             register_picker(type("Other", (_Grid,), {}))
-        with pytest.raises(CryolibError, match="checkpoint applies to the cryoemmae method only"):
+        with pytest.raises(CryolibError, match="takes no checkpoint"):
             pick_micrographs("diagonal_test", [path], D, checkpoint="x.pt")
     finally:
         PICKERS.pop("diagonal_test", None)

@@ -1,4 +1,5 @@
-"""``cryolib pick``: pick particles with Cryo-EMMAE, a LoG blob picker or Topaz (Cryo-EMMAE §3.3, §4.1).
+"""``cryolib pick``: pick particles with Cryo-EMMAE, a LoG blob picker, Topaz or the ViTDet detector
+(Cryo-EMMAE §3.3, §4.1; DRACO §5).
 
 Examples::
 
@@ -6,12 +7,14 @@ Examples::
     cryolib pick --method cryoemmae --checkpoint runs/mae/mae.pt --reference-coords mic_0001.csv \\
         --input 'mics/*.mrc' --diameter-px 130 --out picks/ --format csv
 
-``--method`` is any registered picker (:func:`cryolib.pick.picker_names`: cryoemmae, blob, topaz).
+``--method`` is any registered picker (:func:`cryolib.pick.picker_names`: cryoemmae, blob, topaz, detector).
 ``--checkpoint`` (cryoemmae) is a picker file (:func:`cryolib.pick.cryoemmae.save_picker`; default:
 the installed one) or a ``cryolib pretrain`` checkpoint, which is then fitted on the inputs and
-needs ``--reference-coords``. ``--reference-coords``, the particles of ONE micrograph, is accepted
-by every method: Cryo-EMMAE names its particle cluster from it; blob and Topaz calibrate their score
-threshold on it (best F1, overlap60) unless ``--threshold`` is given.
+needs ``--reference-coords``. ``--checkpoint`` (detector) is a detector checkpoint (default: the installed
+general detector, ``cryolib/assets/detector_default.pt``). ``--reference-coords``, the particles of ONE
+micrograph, is accepted by every method: Cryo-EMMAE names its particle cluster from it; the detector is
+first adapted to it (seeded by ``--seed``); blob, Topaz and the detector calibrate their score threshold on
+it (best F1, overlap60) unless ``--threshold`` is given.
 Writes ``<out>/<stem>.<format>`` per micrograph (x, y in its px, with a score) and ``run.yaml``
 (with the threshold used). Everything is checked and picked before the first file is written.
 Notebooks call the same :func:`cryolib.pick.pick_micrographs`.
@@ -50,10 +53,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="MICS", help="micrograph folder, glob or file")
     parser.add_argument("--diameter-px", type=float, required=True, help="particle diameter in input px")
     parser.add_argument("--checkpoint", default=None, metavar="CKPT",
-                        help="cryoemmae: picker file or `cryolib pretrain` checkpoint (default: the installed one)")
+                        help="cryoemmae: picker file or `cryolib pretrain` checkpoint; detector: detector checkpoint "
+                             "(default: the installed one)")
     parser.add_argument("--reference-coords", default=None, metavar="CSV",
                         help="the particles of ONE micrograph (x, y px): cryoemmae names its particle cluster "
-                             "from them, blob and topaz calibrate their threshold on them")
+                             "from them, the detector adapts to them; blob, topaz and detector calibrate their "
+                             "threshold on them")
     parser.add_argument("--reference-micrograph", default=None, metavar="MRC",
                         help="the micrograph of --reference-coords (default: the input with the same stem)")
     parser.add_argument("--threshold", type=float, default=None,
@@ -61,7 +66,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "(best F1 on the reference micrograph); without both, the method's operating point: "
                              f"{_defaults_text()}")
     parser.add_argument("--seed", type=int, default=0,
-                        help="random seed (cryoemmae: fitting a pretraining checkpoint; topaz: normalisation)")
+                        help="random seed (cryoemmae: fitting a pretraining checkpoint; topaz: normalisation; "
+                             "detector: adaptation)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one file per micrograph)")
     parser.add_argument("--format", default="star", choices=FORMATS, help="coordinate format (default star)")
 

@@ -368,5 +368,5 @@ class CryoEMMAEMethod(Picker):
         check_reference(reference)
         return None
 
-    def _calibrate(self, ref: CheckedReference, diameter_px: float, state: Any, seed: int) -> None:
+    def calibrate_prepared(self, ref: CheckedReference, diameter_px: float, state: Any, seed: int) -> None:
         return None

@@ -154,7 +154,7 @@ class Picker(abc.ABC):
         ``shapes``: {stem: (H, W)} of ``paths``, already read and checked. The default takes no checkpoint.
         """
         if checkpoint is not None:
-            raise CryolibError(f"a checkpoint applies to the cryoemmae method only, not {self.name!r}")
+            raise CryolibError(f"{self.name!r} takes no checkpoint (only the cryoemmae and detector methods do)")
         return None
 
     @abc.abstractmethod
@@ -178,7 +178,7 @@ class Picker(abc.ABC):
         ref = check_reference(reference) if reference is not None else None
         state = self.prepare(paths, d, shapes, checkpoint=checkpoint, reference=ref, seed=int(seed))
         if t is None:
-            t = self._calibrate(ref, d, state, int(seed)) if ref is not None else self.default_threshold
+            t = self.calibrate_prepared(ref, d, state, int(seed)) if ref is not None else self.default_threshold
         picks = self.pick_all(paths, d, state, seed=int(seed), progress=progress)
         return {stem: keep_scores_from(df, t) for stem, df in picks.items()}
 
@@ -190,10 +190,12 @@ class Picker(abc.ABC):
         ref = check_reference(reference)
         state = self.prepare([ref.path], d, micrograph_shapes([ref.path]), checkpoint=checkpoint, reference=ref,
                              seed=int(seed))
-        return self._calibrate(ref, d, state, int(seed))
+        return self.calibrate_prepared(ref, d, state, int(seed))
 
-    def _calibrate(self, ref: CheckedReference, diameter_px: float, state: Any, seed: int) -> float | None:
-        """Pick the reference micrograph once with every score; the best-F1 threshold on it."""
+    def calibrate_prepared(self, ref: CheckedReference, diameter_px: float, state: Any, seed: int) -> float | None:
+        """The threshold of this method's rule on the reference, with ``state`` from :meth:`prepare` (so a
+        study can fit once, then calibrate and pick): by default, the reference picked once with every
+        score and the best-F1 threshold on it."""
         picks = self.pick_all([ref.path], diameter_px, state, seed=seed, progress=False)
         return best_f1_threshold_on(picks[micrograph_stem(ref.path)], ref.coords, diameter_px, self.name)
 
