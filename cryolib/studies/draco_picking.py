@@ -46,7 +46,7 @@ from cryolib.io.micrographs import read_micrograph
 from cryolib.pick import topaz
 from cryolib.pick.cryoemmae import DEFAULT_CHECKPOINT as SHIPPED_CRYOEMMAE
 from cryolib.pick.detector import DEFAULT_THRESHOLD as DETECTOR_THRESHOLD
-from cryolib.pick.detector_training import adapt_detector, finetune_detector
+from cryolib.pick.detector_training import SCHEDULES, adapt_detector, finetune_detector
 from cryolib.pick.registry import check_reference, get_picker, micrograph_shapes
 from cryolib.studies.draco_pretraining import draco_checkpoints
 
@@ -277,11 +277,14 @@ def figure3_panels(study: PickingStudy, picks: Mapping[str, Mapping[str, Mapping
 def table6_picking(study: PickingStudy, ablations: Mapping[str, Path], steps: int | None = None,
                    progress: bool = True) -> pd.DataFrame:
     """Table 6's picking columns on the 70S analog: stage 1 on each loss ablation's encoder, then the Table 1
-    protocol (threshold from the reference micrograph), the paper's numbers beside ours."""
+    protocol (threshold from the reference micrograph), the paper's numbers beside ours. ``steps``: stage-1
+    steps per run; None = half the profile's stage-1 schedule (three more fine-tunings would double notebook
+    07's CPU time; the three runs share the same budget, so they compare with each other, not with Table 1)."""
     missing = [r for r in PAPER_TABLE6 if r not in ablations]
     if missing:
         raise CryolibError(f"Table 6 needs notebook 08's runs {missing}")
     paths, coords, diams = training_annotations(study)
+    steps = steps if steps is not None else max(1, SCHEDULES[study.profile][0].steps // 2)
     ds = study.datasets[TABLE6_SET]
     ref_path, ref_coords, eval_paths = reference_and_eval(ds)
     rows = []
