@@ -83,3 +83,19 @@ def crowded_blob_micrograph(seed: int, size: int = 384, d: float = 24.0, n: int 
     for x, y in pts:
         img -= amplitude * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (d / 4) ** 2))
     return img.astype(np.float32), pd.DataFrame(pts, columns=["x", "y"])
+
+
+def gaussian_blob_micrograph(rng: np.random.Generator, size: int, n_blobs: int, diameter_px: float, min_sep: float,
+                             depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """White noise with ``n_blobs`` dark Gaussian blobs (σ = diameter/4, ``depth`` noise σ deep), centres at least
+    ``min_sep`` diameters apart -> (float32 image, centres [n, 2] as x, y px). Draws from ``rng`` in a fixed order."""
+    yy, xx = np.mgrid[:size, :size]
+    centres: list[np.ndarray] = []
+    while len(centres) < n_blobs:
+        c = rng.uniform(diameter_px, size - diameter_px, 2)
+        if all(np.hypot(*(c - d)) > min_sep * diameter_px for d in centres):
+            centres.append(c)
+    image = rng.normal(0.0, 1.0, (size, size))
+    for x, y in centres:
+        image -= depth * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (diameter_px / 4) ** 2))
+    return image.astype(np.float32), np.array(centres)

@@ -14,6 +14,7 @@ from cryolib.core.errors import CryolibError
 from cryolib.io.micrographs import write_mrc
 from cryolib.pick import topaz as tp
 from cryolib.pick import topaz_training as tt
+from pick_synthetic import gaussian_blob_micrograph
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +24,9 @@ DIAMETER_PX = 40
 def _disk_micrographs(n: int = 2, size: int = 256, n_disks: int = 6, seed: int = 0):
     """White-noise micrographs with dark Gaussian blobs (~40 px across); returns images and centres (x, y)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
     images, centres = {}, {}
     for i in range(n):
-        picked: list[np.ndarray] = []
-        while len(picked) < n_disks:
-            c = rng.uniform(DIAMETER_PX, size - DIAMETER_PX, 2)
-            if all(np.hypot(*(c - d)) > 1.3 * DIAMETER_PX for d in picked):
-                picked.append(c)
-        image = rng.normal(0.0, 1.0, (size, size))
-        for x, y in picked:
-            image -= 3.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (DIAMETER_PX / 4) ** 2))
-        images[f"mic{i}"] = image.astype(np.float32)
-        centres[f"mic{i}"] = np.array(picked)
+        images[f"mic{i}"], centres[f"mic{i}"] = gaussian_blob_micrograph(rng, size, n_disks, DIAMETER_PX, 1.3, 3.0)
     return images, centres
 
 

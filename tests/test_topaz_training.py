@@ -14,6 +14,7 @@ from cryolib.evaluate.metrics import match_picks
 from cryolib.io.micrographs import write_mrc
 from cryolib.pick import topaz as tp
 from cryolib.pick import topaz_training as tt
+from pick_synthetic import gaussian_blob_micrograph
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +23,8 @@ DIAMETER_PX = 32
 
 def _micrograph(seed: int, size: int = 256, n_disks: int = 16) -> tuple[np.ndarray, pd.DataFrame]:
     """Noise with dark Gaussian blobs (32 px across, contrast 4 sigma); returns the image and centres (x, y px)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    centres: list[np.ndarray] = []
-    while len(centres) < n_disks:
-        c = rng.uniform(DIAMETER_PX, size - DIAMETER_PX, 2)
-        if all(np.hypot(*(c - d)) > 1.4 * DIAMETER_PX for d in centres):
-            centres.append(c)
-    image = rng.normal(0.0, 1.0, (size, size))
-    for x, y in centres:
-        image -= 4.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (DIAMETER_PX / 4) ** 2))
-    xy = np.array(centres)
-    return image.astype(np.float32), pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
+    image, xy = gaussian_blob_micrograph(np.random.default_rng(seed), size, n_disks, DIAMETER_PX, 1.4, 4.0)
+    return image, pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
 
 
 # --------------------------------------------------------------------------- fast checks
