@@ -71,8 +71,8 @@ def test_pick_from_pretrain_checkpoint_with_reference(ds, run_dir, tmp_path, cap
 @pytest.mark.parametrize("fmt", ["star", "csv", "box"])
 def test_pick_with_picker_file_each_format(ds, picker_file, tmp_path, fmt):
     out = tmp_path / fmt
-    argv = ["pick", "--input", str(ds.root / "micrographs" / "*.mrc"), "--diameter-px", str(ds.diameter_px),
-            "--checkpoint", str(picker_file), "--out", str(out), "--format", fmt]
+    argv = ["pick", "--method", "cryoemmae", "--input", str(ds.root / "micrographs" / "*.mrc"),
+            "--diameter-px", str(ds.diameter_px), "--checkpoint", str(picker_file), "--out", str(out), "--format", fmt]
     assert main(argv) == 0
     _check_picks(out, ds, fmt)
 
@@ -162,17 +162,18 @@ def _bad_inputs(ds, run_dir, tmp):
     far = tmp / "far.csv"
     far.write_text("X-Coordinate,Y-Coordinate\n5000,6000\n")
     ckpt = str(run_dir / "checkpoint.pt")
-    pick = ["pick", "--input", mics, "--diameter-px", d]
+    pick = ["pick", "--method", "cryoemmae", "--input", mics, "--diameter-px", d]
     return {
         "no micrographs": (["pick", "--input", str(tmp / "empty"), "--diameter-px", d, "--method", "blob"],
                            "no micrographs found"),
         "missing checkpoint": (pick + ["--checkpoint", str(tmp / "absent.pt")], "not found"),
         "corrupt checkpoint": (pick + ["--checkpoint", str(tmp / "garbage.pt")], "could not be read"),
         "pretrain ckpt, no reference": (pick + ["--checkpoint", ckpt], "--reference-coords"),
-        "too small": (["pick", "--input", str(tmp / "small"), "--diameter-px", "60", "--checkpoint", ckpt,
+        "too small": (["pick", "--method", "cryoemmae", "--input", str(tmp / "small"), "--diameter-px", "60",
+                       "--checkpoint", ckpt,
                        "--reference-coords", str(ref), "--reference-micrograph", str(tmp / "small" / "small.mrc")],
                       "at least 96 x 96 px"),
-        "zero diameter": (["pick", "--input", mics, "--diameter-px", "0"], "> 0"),
+        "zero diameter": (["pick", "--input", mics, "--diameter-px", "0"], "> 0"),  # the default method
         "negative diameter": (["pick", "--input", mics, "--diameter-px", "-5", "--method", "blob"], "> 0"),
         "reference stem": (pick + ["--checkpoint", ckpt, "--reference-coords", str(ref)], "--reference-micrograph"),
         "default checkpoint": (pick, "default checkpoint is not installed at"),

@@ -150,6 +150,14 @@ def test_cli_picks_with_a_checkpoint(trained, folder, capsys):
     assert len(picks) > 10 and "m1:" in capsys.readouterr().out
 
 
+def test_cli_default_method_is_the_detector(trained, folder):
+    """`cryolib pick` without --method runs the detector (the picker that generalised best, issue 14)."""
+    argv = [a for a in _pick(folder, "--checkpoint", str(trained)) if a not in ("--method", "detector")]
+    assert "--method" not in argv and main(argv) == 0
+    assert "method: detector" in (folder / "out" / "run.yaml").read_text()
+    assert len(pd.read_csv(folder / "out" / "m1.csv")) > 10
+
+
 @pytest.mark.parametrize("case", ["missing checkpoint", "not a detector", "not installed", "no particle on it",
                                   "NaN coordinates"])
 def test_cli_bad_inputs_exit_2_and_write_nothing(case, trained, folder, capsys, monkeypatch):
