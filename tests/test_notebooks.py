@@ -185,11 +185,40 @@ def _check_draco_picking(m: dict, tables: Path) -> None:
     assert list(pd.read_csv(tables / "picking_claims.csv").columns) == ["claim", "paper", "ours", "holds"]
 
 
+def _check_report(m: dict, tables: Path) -> None:
+    """10: REPORT.md has every registered artifact; its claim counts match a recount of the claims CSVs."""
+    from cryolib.studies.report_artifacts import ARTIFACTS
+    assert m["n_artifacts"] == len(ARTIFACTS) and 0 < m["n_present"] <= m["n_artifacts"]
+    assert m["unregistered_claims"] == []  # every *_claims.csv is in the registry, so the recount below is fair
+    holds = pd.concat([pd.read_csv(p).filter(["holds", "supported"]).iloc[:, 0] for p in tables.glob("*_claims.csv")])
+    verdicts = holds.astype(str).str.lower()
+    assert m["claims_tested"] == verdicts.isin(["true", "false", "yes", "no"]).sum() >= 20  # 03-06, 08: 29 at smoke
+    assert m["claims_holding"] == verdicts.isin(["true", "yes"]).sum()
+    text = (tables.parent / "REPORT.md").read_text()
+    assert all(f"### {a.name}: {a.title}" in text for a in ARTIFACTS)
+
+
+def _check_cryoet(m: dict, tables: Path) -> None:
+    """09: Figure 8's true SNR and CNR for every stage and method, the claims tested."""
+    from cryolib.studies import cryoet as ce
+    assert m["n_tilts"] == 21 and m["n_particles"] >= 1 and math.isclose(m["dose_per_tilt_e_per_A2"], 100 / 21)
+    for key, methods in (("tilt_true_snr_db", ce.METHODS), ("slice_true_snr_db", ce.METHODS),
+                         ("denoised_slice_true_snr_db", ce.METHODS[1:]), ("tilt_cnr", ce.METHODS),
+                         ("slice_cnr", (ce.REFERENCE, *ce.METHODS)), ("denoised_slice_cnr", ce.METHODS[1:])):
+        assert set(m[key]) == set(methods), key  # smoke: SNR -53 .. +2 dB, CNR 0.3 .. 9.9
+        assert all(math.isfinite(v) and -80.0 < v < 60.0 for v in m[key].values()), (key, m[key])
+    assert m["slice_cnr"][ce.REFERENCE] > m["slice_cnr"][ce.RAW]  # noise-free WBP beats noisy tilts (9.9 vs 2.3)
+    assert len(m["claims_hold"]) == 6 and all(isinstance(v, bool) for v in m["claims_hold"].values())
+    table = pd.read_csv(tables / "fig8_cryoet.csv")
+    assert len(table) == 12 and set(table["panel"].dropna()) == set("abcde")
+    assert list(pd.read_csv(tables / "fig8_claims.csv").columns) == ["claim", "paper", "ours", "holds"]
+
+
 CHECKS = {"01_datasets": _check_datasets, "02_pretrain_mae": _check_pretraining,
           "03_cryoemmae_picking": _check_picking, "04_pretrain_draco": _check_draco_pretraining,
           "05_denoising": check_denoising_metrics, "06_curation": _check_curation,
           "07_draco_picking": _check_draco_picking,
-          "08_ablations": check_ablation_metrics}
+          "08_ablations": check_ablation_metrics, "09_cryoet_zero_shot": _check_cryoet, "10_report": _check_report}
 
 
 def test_every_notebook_has_a_metrics_check():

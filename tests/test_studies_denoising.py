@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryolib.studies import denoised_resolution as dr
 from cryolib.studies import draco_denoising as dn
 from cryolib.studies import plots_denoising as plots
 from test_denoise_networks import tiny_checkpoint
@@ -25,6 +26,16 @@ def check_denoising_metrics(m: dict, tables) -> None:
     assert all(isinstance(v, bool) for v in m["claims_supported"].values())
     summary = pd.read_csv(tables / "table2_snr.csv")
     assert set(summary["method"]) == set(dn.METHODS) and summary["paper_snr_eq11_db"].notna().any()
+    # Table 3: resolution (Å) from denoised particles, poses fixed
+    res = m["table3_mean_resolution_A"]
+    assert set(res) == set(dr.TABLE3_METHODS) and all(math.isfinite(v) and 0.0 < v < 1e4 for v in res.values()), res
+    assert m["table3_n_particles"] and all(n >= 2 for n in m["table3_n_particles"].values())
+    assert set(m["table3_draco_b_resolution_A"]) == set(m["table3_n_particles"])
+    assert m["table3_claims_supported"] and all(isinstance(v, bool) for v in m["table3_claims_supported"].values())
+    t3 = pd.read_csv(tables / "table3_resolution.csv")
+    assert set(t3["method"]) == set(dr.TABLE3_METHODS) and t3["paper_resolution_A"].notna().any()
+    assert (t3["resolution_A"] >= t3["nyquist_A"] - 1e-6).all()
+    assert t3.groupby("dataset")["n_particles"].nunique().eq(1).all()  # every method on the same particles
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,8 @@ class DenoisingStudy:
     n_micrographs: int = N_MICROGRAPHS
     n_pairs: int = N_PAIRS
     examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    #: every output :func:`table2` made, dataset -> micrograph stem -> method -> image (Table 3 reuses them)
+    denoised: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
 
 
 def notebook04_checkpoints(profile: str, runs_root: str | Path | None = None) -> dict[str, Path]:
@@ -156,7 +158,8 @@ def eq11_pairs(clean: np.ndarray, ds: Dataset, stem: str, n_pairs: int, seed: in
 def table2(study: DenoisingStudy) -> pd.DataFrame:
     """Per micrograph and method: dataset, micrograph, method, snr_eq11_db, true_snr_db, band_snr_db, n_pairs.
 
-    Keeps the first micrograph's outputs of each analog in ``study.examples`` (Figure 4).
+    Keeps the first micrograph's outputs of each analog in ``study.examples`` (Figure 4) and every
+    output in ``study.denoised`` (Table 3's reconstructions reuse them).
     """
     rows = []
     for name, ds in study.datasets.items():
@@ -167,6 +170,7 @@ def table2(study: DenoisingStudy) -> pd.DataFrame:
             image = read_micrograph(path)[0]
             clean = read_micrograph(ds.path_of(path.stem, "clean"))[0]
             outputs = denoise_all(study, image, _pixel_size(path, ds), clean)
+            study.denoised.setdefault(name, {})[path.stem] = outputs
             pairs = eq11_pairs(clean, ds, path.stem, study.n_pairs, study.seed)
             rows += [{"dataset": name, "micrograph": path.stem, **r}
                      for r in score_outputs(outputs, clean, ds.diameter_px, pairs)]
