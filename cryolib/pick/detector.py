@@ -6,7 +6,8 @@ shared ViT encoder, fine-tuned in two stages (:mod:`cryolib.pick.detector_traini
 * without ``--checkpoint`` it uses the shipped general detector :data:`DEFAULT_CHECKPOINT`
   (``cryolib/assets/detector_default.pt``, written by :func:`ship_detector` from a stage-1 checkpoint);
 * with ``--reference-coords`` it first adapts the detector to that ONE annotated micrograph
-  (:func:`~cryolib.pick.detector_training.adapt_detector`, seeded by ``--seed``, a few minutes on a CPU),
+  (:func:`~cryolib.pick.detector_training.adapt_detector`, seeded by ``--seed``, its profile's fixed step
+  schedule: about 2 minutes on 2 cores, the same detector on any machine),
   then picks; the default threshold is then the best-F1 score on the quarter of the reference that
   adaptation held out (:func:`calibrate_detector`: scores on the crops it trained on are optimistic);
 * without a reference the operating point is :data:`DEFAULT_THRESHOLD` (a Faster R-CNN class probability).
