@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -96,16 +95,9 @@ def paired(methods: list[str], mics: Path, n: int, size: int, work: Path, checkp
     return rows
 
 
-def machine() -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def to_markdown(rows: list[dict], info: dict) -> str:
     lines = ["# Denoising speed and memory: DRACO vs Topaz-Denoise (whole `cryolib denoise` process)", "",
-             f"Machine: {info['platform']}, {info['cpus']} CPUs, CUDA: {info['cuda']}. "
+             f"Machine: {info['platform']}, {info['cpus']} CPUs, GPU: {info['gpu']}. "
              "Median over repeats; ratios paired per repeat (>1: faster / more memory than Topaz).", "",
              "| size (px) | method | micrographs/s | wall (s) | peak RSS (MB) | speed vs Topaz | memory vs Topaz |",
              "|---|---|---|---|---|---|---|"]
@@ -128,13 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None, help="results root (default: $CRYOLIB_RESULTS or results/)")
     args = parser.parse_args(argv)
     from cryolib.core.atomic import atomic_write_text
+    from cryolib.core.provenance import machine_info
     from cryolib.core.results import results_dir
 
     rows = []
     for size in args.sizes:
         mics = make_micrographs(args.work / f"mics_{size}", size, args.n)
         rows += paired(list(args.methods), mics, args.n, size, args.work, args.checkpoint, args.repeats)
-    info = machine()
+    info = machine_info()
     out = results_dir(args.profile, args.results) / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": info, "sizes_px": args.sizes, "n": args.n, "repeats": args.repeats,

@@ -30,7 +30,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -240,6 +239,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from cryolib.core.atomic import atomic_write_text
     from cryolib.core.profiles import get_profile
+    from cryolib.core.provenance import machine_info
     from cryolib.core.results import REPO_ROOT, results_dir
     from cryolib.simulate.dataset import build_dataset
 
@@ -253,10 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         "profile": args.profile, "dataset": "sim-10291 (simulated)", "diameter_px": None, "checkpoint": shown,
         "config": {k: v for k, v in vars(args).items() if k in ("sizes", "n", "repeats", "frames", "methods", "seed")},
         "whole_process": {}, "in_process": {}, "pretraining": [],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "load_average_1min": [round(os.getloadavg()[0], 2)]},  # at the start, then after each size
+        "machine": machine_info(),
     }
+    report["machine"]["load_average_1min"] = [report["machine"]["load_average_1min"]]  # start, then after each size
     out = results_dir(args.profile) / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
 

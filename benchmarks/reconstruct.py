@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 
@@ -60,14 +58,6 @@ def growth_exponent(rows: list[dict]) -> float:
     return float(np.polyfit(n, t, 1)[0])
 
 
-def machine() -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-
-
 def to_markdown(rows: list[dict], exponent: float, info: dict) -> str:
     lines = ["# Reconstruction speed: N particles to two half-maps, FSC and resolution (CPU)", "",
              f"Machine: {info['platform']}, {info['cpus']} CPUs, {info['torch_threads']} torch threads, "
@@ -93,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(args.n)) < 3:
         parser.error("give at least three different --n to fit the growth with N")
     from cryolib.core.atomic import atomic_write_text
+    from cryolib.core.provenance import machine_info
     from cryolib.core.results import results_dir
 
-    info = machine()
+    info = machine_info()
     time_one(min(args.n), args.box, args.pixel_size)  # warm-up: imports, FFT plans
     rows = []
     for n in sorted(args.n):

@@ -53,3 +53,17 @@ def test_paths_inside_the_repository_are_written_relative(results_root):
     path = RunRecord("nb", "smoke", 0, {"runs": REPO_ROOT / "runs" / "smoke", "other": "/elsewhere/x"}).finish()
     entry = yaml.safe_load(path.read_text())["nb"]
     assert entry["parameters"] == {"runs": "runs/smoke", "other": "/elsewhere/x"}
+
+
+def test_machine_info_describes_this_machine():
+    """One machine record for every benchmark: the CPU count and torch's threads of this process."""
+    import os
+
+    import torch
+
+    from cryolib.core.provenance import machine_info
+
+    info = machine_info()
+    assert info["cpus"] == os.cpu_count() and info["torch_threads"] == torch.get_num_threads()
+    assert info["torch"] == torch.__version__ and (info["gpu"] is None) == (not torch.cuda.is_available())
+    assert info["load_average_1min"] is None or info["load_average_1min"] >= 0

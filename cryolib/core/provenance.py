@@ -47,6 +47,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def machine_info() -> dict[str, Any]:
+    """The machine a benchmark ran on: platform, Python, CPUs, torch (version, threads, GPU name or None) and the
+    1-minute load average at the call (None where the OS has none). torch is imported here, not at module load."""
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
 def provenance(parameters: Mapping[str, Any], seed: int | None, started: float, **extra: Any) -> dict[str, Any]:
     """The run record: parameters, seed, git commit, package versions, machine, start and wall time (s)."""
     return {
