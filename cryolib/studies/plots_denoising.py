@@ -1,5 +1,6 @@
 """Figures of notebook 05: denoised crops side by side (DRACO Figures 4 and 5), masked-input
-reconstructions (Figure 7) and Table 2 as bars beside the paper's numbers.
+reconstructions (Figure 7), Table 2 as bars beside the paper's numbers, and the Fourier ring
+correlation of each output with the noise-free image (``benchmarks/draco_training_length.py``).
 
 Every panel is shown with its own 1–99 % percentile contrast and NO display filtering, so the
 panels differ only by the denoiser.
@@ -13,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["crops_figure", "reconstruction_figure", "snr_bars_figure"]
+__all__ = ["crops_figure", "reconstruction_figure", "snr_bars_figure", "frc_figure"]
 
 
 def _contrast(image: np.ndarray) -> np.ndarray:
@@ -84,5 +85,26 @@ def snr_bars_figure(summary: pd.DataFrame, methods: Sequence[str]) -> plt.Figure
         ax.set_title(name, fontsize=10)
     axes[0, 0].set_ylabel("Eq. 11 SNR (dB)")
     axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def frc_figure(frc_mean: pd.DataFrame, methods: Sequence[str], diameter_cycles_per_px: float | None = None) -> plt.Figure:
+    """Mean FRC with the noise-free image against spatial frequency, one line per method (ring centres).
+
+    ``diameter_cycles_per_px``: where 1/diameter lies (a dotted line), when given.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for method in methods:
+        sub = frc_mean[frc_mean["method"] == method]
+        centre = 0.5 * (sub["low_cycles_per_px"] + sub["high_cycles_per_px"])
+        ax.plot(centre, sub["frc"], marker="o", ms=3, label=method)
+    if diameter_cycles_per_px is not None:
+        ax.axvline(diameter_cycles_per_px, color="k", ls=":", lw=0.8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("spatial frequency (cycles/px)")
+    ax.set_ylabel("FRC with the noise-free image")
+    ax.set_xlim(0, 0.5)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,0 +1,54 @@
+"""DRACO's zero-shot denoising against training length, beside Topaz-Denoise, the low-pass filter and the
+best-case Gaussian on the same micrographs (:mod:`cryolib.studies.draco_training_length`).
+
+    .venv/bin/python benchmarks/draco_training_length.py [--profile default] [--epochs 4 16 64 256] [--micrographs 2]
+
+Needs notebook 01's analogs (and reuses notebook 04's warm-up when it is there). Writes
+results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
+draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring) and
+figures/draco_training_length_frc.png. Takes about 15 minutes at the default profile on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from cryolib.core.results import save_figure, save_table
+from cryolib.studies import draco_training_length as tl
+from cryolib.studies.draco_denoising import load_study
+from cryolib.studies.plots_denoising import frc_figure
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--epochs", type=int, nargs="*", default=None, help="DRACO epochs (default: the profile's sweep)")
+    parser.add_argument("--micrographs", type=int, default=2, help="micrographs per Table 2 analog")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    checkpoints = tl.train_lengths(args.profile, args.epochs, seed=args.seed)
+    t1 = time.perf_counter()
+    study = load_study(args.profile, seed=args.seed, n_micrographs=args.micrographs)
+    rows, frc = tl.score_lengths(study, checkpoints)
+    summary = tl.length_summary(rows, checkpoints)
+    claims = tl.length_claims(summary, checkpoints)
+    frc_mean = tl.frc_summary(frc)
+    save_table(summary, "draco_training_length", args.profile)
+    save_table(claims, "draco_training_length_claims", args.profile)
+    save_table(frc_mean, "draco_training_length_frc", args.profile)
+    methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints))]
+    save_figure(frc_figure(frc_mean, methods), "draco_training_length_frc", args.profile)
+    print(summary.round(2).to_string(index=False))
+    print(claims.to_string(index=False))
+    for m in methods:
+        print(f"{m}: mean FRC above 1/16 cycle/px {tl.mean_frc_above(frc_mean, m, 1 / 16):.3f}")
+    print(f"training {t1 - t0:.0f} s, scoring {time.perf_counter() - t1:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""cryolib.studies.draco_training_length: the sweep trains resumably on the smoke profile, scores every
+checkpoint beside the peers on the same micrographs, and its claims follow constructed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryolib.core import profiles
+from cryolib.core.errors import CryolibError
+from cryolib.io.datasets import datasets_with_role
+from cryolib.studies import draco_denoising as dn
+from cryolib.studies import draco_training_length as tl
+from cryolib.studies.plots_denoising import frc_figure
+from test_denoise_networks import tiny_checkpoint
+from test_studies_draco_pretraining import _write_triplet_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def test_train_lengths_shares_the_warm_up_and_resumes(tmp_path):
+    for k, name in enumerate(datasets_with_role(profiles.get_profile("smoke").draco.pretrain_role)):
+        _write_triplet_folder(tmp_path / "data" / "smoke" / name, name, seed=k)
+    ckpts = tl.train_lengths("smoke", (1, 2), tmp_path / "data", tmp_path / "runs", progress=False)
+    assert sorted(ckpts) == [1, 2] and all(p.is_file() for p in ckpts.values())
+    draco = tmp_path / "runs" / "smoke" / "draco"
+    assert sorted(p.name for p in draco.iterdir() if p.name.startswith("warmup_")) == ["warmup_draco-tiny_1ep"]
+    logs = {e: (p.parent / "train_log.csv").read_text() for e, p in ckpts.items()}
+    again = tl.train_lengths("smoke", (1, 2), tmp_path / "data", tmp_path / "runs", progress=False)
+    assert again == ckpts
+    assert {e: (p.parent / "train_log.csv").read_text() for e, p in again.items()} == logs  # no step is redone
+
+
+def test_train_lengths_rejects_bad_lengths(tmp_path):
+    with pytest.raises(CryolibError, match="positive"):
+        tl.train_lengths("smoke", (0,), tmp_path, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_sim_10291, tmp_path_factory):
+    base = tmp_path_factory.mktemp("lengths")
+    ckpts = {1: tiny_checkpoint(base / "a", "draco"), 3: tiny_checkpoint(base / "b", "draco")}
+    mae = tiny_checkpoint(base / "mae", "mae")
+    study = dn.DenoisingStudy("smoke", 0, {"sim-10291": tiny_sim_10291}, {}, dn._check_checkpoints(
+        {"mae": mae, "draco-b": ckpts[1], "draco-l": ckpts[3]}), n_micrographs=1, n_pairs=5)
+    return ckpts, *tl.score_lengths(study, ckpts, n_rings=8)
+
+
+def test_every_checkpoint_is_scored_beside_the_peers(scored):
+    ckpts, rows, frc = scored
+    labels = [*tl.BASELINES, tl.length_label(1), tl.length_label(3)]
+    assert list(rows["method"]) == labels
+    assert np.isfinite(rows[["true_snr_db", "band_snr_db"]].to_numpy()).all()
+    assert len(frc) == 8 * len(labels) and frc["frc"].between(-1, 1).all()
+    summary = tl.length_summary(rows, ckpts)
+    assert summary.set_index("method")["epochs"].dropna().to_dict() == {tl.length_label(1): 1, tl.length_label(3): 3}
+    mean = tl.frc_summary(frc)
+    assert len(mean) == 8 * len(labels)
+    assert -1.0 <= tl.mean_frc_above(mean, tl.RAW, 0.25) <= 1.0
+    with pytest.raises(CryolibError, match="no FRC rings"):
+        tl.mean_frc_above(mean, "nobody", 0.25)
+    fig = frc_figure(mean, labels)
+    assert len(fig.axes[0].lines) >= len(labels)
+
+
+def test_score_lengths_needs_checkpoints(scored):
+    with pytest.raises(CryolibError, match="no DRACO checkpoints"):
+        tl.score_lengths(None, {})
+
+
+def _summary(short: float, long: float, topaz: float, lowpass: float) -> pd.DataFrame:
+    rows = []
+    for d in ("a", "b"):
+        for method, v in ((tl.length_label(4), short), (tl.length_label(64), long), (dn.TOPAZ, topaz),
+                          (dn.LOWPASS, lowpass)):
+            rows.append({"dataset": d, "method": method, "snr_eq11_db": v, "true_snr_db": v, "band_snr_db": v})
+    return pd.DataFrame(rows)
+
+
+def test_claims_follow_the_numbers():
+    ckpts = {4: "x", 64: "y"}
+    better = tl.length_claims(_summary(-5.0, 1.0, 2.0, -9.0), ckpts).set_index("claim")["supported"]
+    assert better["64 epochs raise snr_eq11_db over 4"] and not better["64 epochs beat Topaz-Denoise on snr_eq11_db"]
+    assert better["64 epochs beat Low-pass on true_snr_db"]
+    worse = tl.length_claims(_summary(1.0, -5.0, -9.0, -9.0), ckpts).set_index("claim")["supported"]
+    assert not worse["64 epochs raise band_snr_db over 4"] and worse["64 epochs beat Topaz-Denoise on band_snr_db"]
+    with pytest.raises(CryolibError, match="two training lengths"):
+        tl.length_claims(_summary(1.0, 1.0, 1.0, 1.0), {4: "x"})
+    assert math.isclose(len(better), 9)
