@@ -1,12 +1,14 @@
-"""DRACO's zero-shot denoising against training length, beside Topaz-Denoise, the low-pass filter and the
-best-case Gaussian on the same micrographs (:mod:`cryolib.studies.draco_training_length`).
+"""DRACO's zero-shot denoising against training length (and a smaller patch), beside Topaz-Denoise, the
+low-pass filter and the best-case Gaussian on the same micrographs (:mod:`cryolib.studies.draco_training_length`).
 
     .venv/bin/python benchmarks/draco_training_length.py [--profile default] [--epochs 4 16 64 256] [--micrographs 2]
 
-Needs notebook 01's analogs (and reuses notebook 04's warm-up when it is there). Writes
+Trains DRACO-B for each length and the profile's patch-size variant (patch 8 on 64 px crops at default, the
+same steps as the 64-epoch run), resumably under runs/<profile>/draco/. Needs notebook 01's analogs (and
+reuses notebook 04's warm-up when it is there). Writes
 results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
 draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring) and
-figures/draco_training_length_frc.png. Takes about 15 minutes at the default profile on 2 cores.
+figures/draco_training_length_frc.png. Takes about 18 minutes at the default profile on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+
+import pandas as pd
 
 from cryolib.core.results import save_figure, save_table
 from cryolib.studies import draco_training_length as tl
@@ -31,16 +35,25 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     checkpoints = tl.train_lengths(args.profile, args.epochs, seed=args.seed)
+    variants, variant_epochs, pairs = {}, {}, []
+    for patch, crop, epochs in tl.PATCH_VARIANTS.get(args.profile, ()):
+        label = tl.patch_label(patch, crop, epochs)
+        variants[label] = tl.train_patch_variant(args.profile, patch, crop, epochs, seed=args.seed)
+        variant_epochs[label] = epochs
+        same = tl.same_steps_length(args.profile, crop, epochs)
+        if same in checkpoints:
+            pairs.append((label, tl.length_label(same)))
     t1 = time.perf_counter()
     study = load_study(args.profile, seed=args.seed, n_micrographs=args.micrographs)
-    rows, frc = tl.score_lengths(study, checkpoints)
-    summary = tl.length_summary(rows, checkpoints)
-    claims = tl.length_claims(summary, checkpoints)
+    rows, frc = tl.score_lengths(study, checkpoints, variants=variants)
+    summary = tl.length_summary(rows, checkpoints, variant_epochs)
     frc_mean = tl.frc_summary(frc)
+    claims = pd.concat([tl.length_claims(summary, checkpoints),
+                        *(tl.variant_claims(summary, frc_mean, v, r) for v, r in pairs)], ignore_index=True)
     save_table(summary, "draco_training_length", args.profile)
     save_table(claims, "draco_training_length_claims", args.profile)
     save_table(frc_mean, "draco_training_length_frc", args.profile)
-    methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints))]
+    methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints)), *variants]
     save_figure(frc_figure(frc_mean, methods), "draco_training_length_frc", args.profile)
     print(summary.round(2).to_string(index=False))
     print(claims.to_string(index=False))

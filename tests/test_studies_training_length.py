@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cryolib.core import profiles
 from cryolib.core.errors import CryolibError
@@ -32,6 +33,18 @@ def test_train_lengths_shares_the_warm_up_and_resumes(tmp_path):
     again = tl.train_lengths("smoke", (1, 2), tmp_path / "data", tmp_path / "runs", progress=False)
     assert again == ckpts
     assert {e: (p.parent / "train_log.csv").read_text() for e, p in again.items()} == logs  # no step is redone
+
+
+def test_patch_variant_trains_the_same_steps_on_smaller_crops(tmp_path):
+    for k, name in enumerate(datasets_with_role(profiles.get_profile("smoke").draco.pretrain_role)):
+        _write_triplet_folder(tmp_path / "data" / "smoke" / name, name, seed=k)
+    ckpt = tl.train_patch_variant("smoke", 8, 128, 1, tmp_path / "data", tmp_path / "runs", progress=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["model_config"]["patch_size"] == 8 and state["model_config"]["img_size"] == 128
+    steps = len((ckpt.parent / "train_log.csv").read_text().splitlines()) - 1
+    assert steps >= 1 and tl.same_steps_length("smoke", 128, 1) == 4  # 4 crops of 128 px per 256 px crop
+    with pytest.raises(CryolibError, match="whole patches"):
+        tl.train_patch_variant("smoke", 8, 100, 1, tmp_path / "data", tmp_path / "runs")
 
 
 def test_train_lengths_rejects_bad_lengths(tmp_path):
@@ -78,6 +91,16 @@ def _summary(short: float, long: float, topaz: float, lowpass: float) -> pd.Data
                           (dn.LOWPASS, lowpass)):
             rows.append({"dataset": d, "method": method, "snr_eq11_db": v, "true_snr_db": v, "band_snr_db": v})
     return pd.DataFrame(rows)
+
+
+def test_variant_claims_follow_the_numbers():
+    summary = _summary(-5.0, 1.0, 2.0, -9.0)
+    frc = pd.DataFrame({"method": [tl.length_label(4)] * 2 + [tl.length_label(64)] * 2, "ring": [0, 1, 0, 1],
+                        "low_cycles_per_px": [0.0, 0.25] * 2, "high_cycles_per_px": [0.25, 0.5] * 2,
+                        "frc": [0.9, 0.1, 0.9, 0.3]})
+    claims = tl.variant_claims(summary, frc, tl.length_label(64), tl.length_label(4), above_cycles_per_px=0.25)
+    assert claims["supported"].all() and "0.300 vs 0.100" in claims["our_numbers"].iloc[-1]
+    assert not tl.variant_claims(summary, frc, tl.length_label(4), tl.length_label(64), 0.25)["supported"].any()
 
 
 def test_claims_follow_the_numbers():

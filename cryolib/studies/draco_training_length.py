@@ -1,9 +1,10 @@
 """How DRACO's zero-shot denoising changes with training length (issue 13: why DRACO trails Topaz-Denoise here).
 
-The paper trains DRACO-B for 200 + 400 epochs on 270,000 micrographs (§5); the default profile can
-afford 2 + 4 epochs on 36 micrographs (notebook 04). This study trains the B size of the profile
-(``DracoSizes.model_b``) for several DRACO lengths after notebook 04's own warm-up (shared and resumed,
-so the profile's length reproduces notebook 04's DRACO-B), on the same tiles, seed and lr schedule, and
+The paper trains DRACO-B for 200 + 400 epochs on 270,000 micrographs (§5); the default profile
+affords 2 + 64 epochs on 36 micrographs (notebook 04; it trained 2 + 4 before this sweep). This study
+trains the B size of the profile (``DracoSizes.model_b``) for several DRACO lengths after notebook 04's
+own warm-up (shared and resumed, so the profile's own length reproduces notebook 04's DRACO-B), on the
+same tiles, seed and lr schedule, and
 scores every checkpoint on the Table 2 analogs beside Raw, the low-pass filter, Topaz-Denoise and the
 best-case Gaussian in the same run:
 
@@ -13,12 +14,19 @@ best-case Gaussian in the same run:
   (:func:`cryolib.evaluate.frc.fourier_ring_correlation`): per spatial frequency, how much of the
   output is signal. It shows where DRACO's output stops carrying detail.
 
+A second question: is the limit the 16 px patch? :func:`train_patch_variant` trains the same encoder and
+decoder with a smaller patch on proportionally smaller crops (patch 8 on 64 px crops: the same 8 x 8
+token grid, so the same compute per crop), with 4x the crops per micrograph over 1/4 of the epochs, so
+it takes the same steps and sees the same pixels as the profile's run of 4x those epochs, after its own
+plain-MAE warm-up of the profile's length.
+
 Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` (resumable). ``benchmarks/draco_training_length.py``
 runs it and writes the tables and the figure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,17 +40,22 @@ from cryolib.core.results import run_dir
 from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.frc import fourier_ring_correlation
 from cryolib.io.micrographs import read_micrograph
+from cryolib.models.vit import get_config
 from cryolib.studies.draco_denoising import (GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size, denoise_all,
                                              eq11_pairs, score_outputs, study_micrographs, table2_summary)
 from cryolib.studies.draco_pretraining import pretraining_datasets, pretraining_triplets, train_draco
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LENGTHS", "BASELINES", "length_label", "train_lengths", "score_lengths", "length_summary",
+__all__ = ["LENGTHS", "PATCH_VARIANTS", "BASELINES", "length_label", "patch_label", "train_lengths",
+           "train_patch_variant", "same_steps_length", "score_lengths", "length_summary", "variant_claims",
            "frc_summary", "length_claims", "mean_frc_above"]
 
-#: DRACO epochs (after the warm-up) per profile; the profile's own length comes first.
+#: DRACO epochs (after the warm-up) per profile; each sweep holds the profile's own length (default 64).
 LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 256), "full": (400,)}
+#: (patch px, crop px, DRACO epochs) of the patch-size variant per profile (see the module docstring).
+PATCH_VARIANTS: dict[str, tuple[tuple[int, int, int], ...]] = {"smoke": ((8, 128, 1),), "default": ((8, 64, 16),),
+                                                              "full": ()}
 #: The peers scored on the same micrographs.
 BASELINES = (RAW, LOWPASS, TOPAZ, GAUSSIAN)
 N_RINGS = 16  # FRC rings from 0 to Nyquist (each 1/32 cycle/px wide)
@@ -51,6 +64,11 @@ N_RINGS = 16  # FRC rings from 0 to Nyquist (each 1/32 cycle/px wide)
 def length_label(epochs: int) -> str:
     """The method label of a DRACO-B run of ``epochs`` DRACO epochs."""
     return f"DRACO-B, {int(epochs)} epochs"
+
+
+def patch_label(patch_px: int, crop_px: int, epochs: int) -> str:
+    """The method label of a patch-size variant."""
+    return f"DRACO-B, patch {int(patch_px)} ({int(crop_px)} px crops), {int(epochs)} epochs"
 
 
 def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
@@ -70,9 +88,30 @@ def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: 
             for e in lengths}
 
 
-def score_lengths(study: DenoisingStudy, checkpoints: Mapping[int, str | Path], n_rings: int = N_RINGS
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every checkpoint and :data:`BASELINES` on the study's micrographs -> (rows, frc).
+def train_patch_variant(profile: str, patch_px: int, crop_px: int, epochs: int, data_root: str | Path | None = None,
+                        runs_root: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
+    """The profile's B size with ``patch_px`` patches on ``crop_px`` crops (module docstring), after its own
+    plain-MAE warm-up -> the DRACO checkpoint in ``runs/<profile>/draco/patch<P>_<C>px_<E>ep/``."""
+    prof = get_profile(profile)
+    sizes = prof.draco
+    if crop_px <= 0 or patch_px <= 0 or crop_px % patch_px or sizes.tile_px % crop_px or int(epochs) < 1:
+        raise CryolibError(f"need a crop that divides the profile's {sizes.tile_px} px crops into whole patches and "
+                           f"epochs >= 1; got patch {patch_px}, crop {crop_px}, epochs {epochs}")
+    name = f"{sizes.model_b}-p{int(patch_px)}"
+    cfg = get_config(sizes.model_b, name=name, patch_size=int(patch_px), img_size=int(crop_px))
+    per_tile = (sizes.tile_px // int(crop_px)) ** 2
+    small = dataclasses.replace(sizes, tile_px=int(crop_px), max_tiles_per_micrograph=sizes.max_tiles_per_micrograph * per_tile)
+    train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), small, seed=seed)
+    root = run_dir(profile, runs_root) / "draco"
+    return train_draco(train_set, val_set, small, cfg, root / f"patch{int(patch_px)}_{int(crop_px)}px_{int(epochs)}ep",
+                       warmup_dir=root / f"warmup_{name}_{crop_px}px_{sizes.warmup_epochs}ep", epochs=int(epochs),
+                       seed=seed, device=prof.device, progress=progress)
+
+
+def score_lengths(study: DenoisingStudy, checkpoints: Mapping[int, str | Path], n_rings: int = N_RINGS,
+                  variants: Mapping[str, str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every checkpoint (and each of ``variants``: label -> checkpoint) and :data:`BASELINES` on the
+    study's micrographs -> (rows, frc).
 
     rows: one per micrograph and method, as :func:`cryolib.studies.draco_denoising.table2`; frc: one
     per micrograph, method and ring (:func:`cryolib.evaluate.frc.fourier_ring_correlation` against the
@@ -86,8 +125,8 @@ def score_lengths(study: DenoisingStudy, checkpoints: Mapping[int, str | Path], 
             image = read_micrograph(path)[0]
             clean = read_micrograph(ds.path_of(path.stem, "clean"))[0]
             outputs = denoise_all(study, image, _pixel_size(path, ds), clean, methods=BASELINES)
-            outputs |= {length_label(e): denoise_micrograph("draco", image, checkpoint=Path(ck))
-                        for e, ck in sorted(checkpoints.items())}
+            networks = {length_label(e): ck for e, ck in sorted(checkpoints.items())} | dict(variants or {})
+            outputs |= {label: denoise_micrograph("draco", image, checkpoint=Path(ck)) for label, ck in networks.items()}
             pairs = eq11_pairs(clean, ds, path.stem, study.n_pairs, study.seed)
             rows += [{"dataset": name, "micrograph": path.stem, **r}
                      for r in score_outputs(outputs, clean, ds.diameter_px, pairs)]
@@ -97,13 +136,38 @@ def score_lengths(study: DenoisingStudy, checkpoints: Mapping[int, str | Path], 
     return pd.DataFrame(rows), pd.concat(frc, ignore_index=True)
 
 
-def length_summary(rows: pd.DataFrame, checkpoints: Mapping[int, str | Path]) -> pd.DataFrame:
+def same_steps_length(profile: str, crop_px: int, epochs: int) -> int:
+    """The DRACO epochs of the profile's own crops that take as many steps as ``epochs`` of a
+    :func:`train_patch_variant` on ``crop_px`` crops (4x for 64 px crops at 128 px)."""
+    return int(epochs) * (get_profile(profile).draco.tile_px // int(crop_px)) ** 2
+
+
+def length_summary(rows: pd.DataFrame, checkpoints: Mapping[int, str | Path],
+                   variant_epochs: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Per analog and method: Eq. 11 SNR (pooled over pairs), true SNR, band SNR (dB), and ``epochs``
-    (NaN for the baselines); Table 2's paper column is dropped (these are not its rows)."""
+    (``variant_epochs`` for the variants' labels; NaN for the baselines); Table 2's paper column is
+    dropped (these are not its rows)."""
     out = table2_summary(rows).drop(columns="paper_snr_eq11_db")
-    epochs = {length_label(e): int(e) for e in checkpoints}
+    epochs = {length_label(e): int(e) for e in checkpoints} | dict(variant_epochs or {})
     out.insert(2, "epochs", out["method"].map(epochs))
     return out
+
+
+def variant_claims(summary: pd.DataFrame, frc_mean: pd.DataFrame, variant: str, reference: str,
+                   above_cycles_per_px: float = 1 / 16) -> pd.DataFrame:
+    """Whether ``variant`` (e.g. patch 8) beats ``reference`` (the patch-16 run of the same steps) on each
+    SNR on every analog, and on the mean FRC above ``above_cycles_per_px`` (default: the 16 px patch frequency)."""
+    rows = []
+    for metric in ("snr_eq11_db", "true_snr_db", "band_snr_db"):
+        wide = summary.pivot(index="dataset", columns="method", values=metric)
+        diff = wide[variant] - wide[reference]
+        rows.append({"claim": f"{variant} beats {reference} on {metric}",
+                     "our_numbers": f"{int((diff > 0).sum())}/{len(diff)} analogs, mean {diff.mean():+.2f} dB",
+                     "supported": bool((diff > 0).all())})
+    ours, theirs = (mean_frc_above(frc_mean, m, above_cycles_per_px) for m in (variant, reference))
+    rows.append({"claim": f"{variant} carries more detail above {above_cycles_per_px:.4g} cycle/px than {reference}",
+                 "our_numbers": f"mean FRC {ours:.3f} vs {theirs:.3f}", "supported": bool(ours > theirs)})
+    return pd.DataFrame(rows)
 
 
 def frc_summary(frc: pd.DataFrame) -> pd.DataFrame:
