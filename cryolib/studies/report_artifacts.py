@@ -20,7 +20,7 @@ from typing import Callable, Union
 from cryolib.core.jsonable import REPO_ROOT
 from cryolib.studies import cryoemmae_claims, cryoemmae_generalisation, cryoemmae_picking, datasets
 from cryolib.studies import draco_ablations, draco_curation, draco_denoising, draco_picking, draco_pretraining
-from cryolib.studies import mae_pretraining, picking_generalisation, realdata
+from cryolib.studies import draco_training_length, mae_pretraining, picking_generalisation, realdata
 
 #: A library function, or ``"module:qualname"`` for one that is resolved when the report is built.
 Ref = Union[Callable, str]
@@ -244,6 +244,12 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "unseen analogs and real CryoPPP sets", "benchmarks/picking_generalisation.py",
              picking_generalisation.check_dataset, tables=("picking_generalisation",),
              summary=Summary(keys=("dataset", "method"), extra=("operating_point", "f1", "precision", "recall"))),
+    Artifact("draco_training_length", OURS, "DRACO training-length check", "DRACO-B's denoising against its "
+             "training length and patch size, beside Topaz-Denoise on the same micrographs",
+             "benchmarks/draco_training_length.py", draco_training_length.score_lengths,
+             tables=("draco_training_length", "draco_training_length_frc"), figures=("draco_training_length_frc",),
+             claims=(Claims("draco_training_length_claims", draco_training_length.length_claims),),
+             summary=Summary(keys=("dataset", "method"), extra=("epochs", "snr_eq11_db", "true_snr_db", "band_snr_db"))),
     Artifact("realdata_denoising", OURS, "Real-data denoising check", "Eq. 11 SNR on real CryoPPP micrographs",
              "benchmarks/realdata.py", realdata.real_denoising_check, tables=("realdata/realdata_denoising",),
              figures=("realdata/realdata_denoising",),
