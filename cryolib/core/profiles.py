@@ -126,12 +126,14 @@ PROFILES: dict[str, Profile] = {
                                    n_generalisation_micrographs=12),
         pretrain=PretrainSizes(model="cpu-small", epochs=8, batch_size=64, warmup_epochs=1, max_tiles_per_micrograph=0),
         picking=PickingSizes(topaz_epochs=3, topaz_epoch_size=30, topaz_minibatch=64, n_test_micrographs=0),
-        # Notebook 04 budget: about 8 minutes on 2 CPU cores for the warm-ups, both sizes and the MAE baseline
-        # (measured on a loaded 2-core machine: draco-cpu-b 40-50 tiles/s, draco-cpu-l 10 (DRACO) to 20 (MAE)).
-        # base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16: short CPU runs need more than MAE's 1.5e-4.
+        # Notebook 04: 64 DRACO epochs (1,152 steps; draco-cpu-b ~150 tiles/s on 2 idle cores, so ~2 min for B,
+        # ~5 for L, ~10 min for the whole notebook). benchmarks/draco_training_length.py measured 4 -> 64 epochs:
+        # Eq. 11 SNR +6.6 dB on the Table 2 analogs (256 epochs: +9.5 dB, at 4x the time). The ablations
+        # (notebook 08, draco-cpu-s) get 16 epochs. base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16:
+        # short CPU runs need more than MAE's 1.5e-4.
         draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=128, max_tiles_per_micrograph=8,
-                         model_b="draco-cpu-b", model_l="draco-cpu-l", warmup_epochs=2, epochs=4, batch_size=16,
-                         base_lr=1e-2, lr_warmup_epochs=1, ablation_model="draco-cpu-s", ablation_epochs=3),
+                         model_b="draco-cpu-b", model_l="draco-cpu-l", warmup_epochs=2, epochs=64, batch_size=16,
+                         base_lr=1e-2, lr_warmup_epochs=1, ablation_model="draco-cpu-s", ablation_epochs=16),
     ),
     "full": Profile(
         name="full",
