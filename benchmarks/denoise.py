@@ -6,13 +6,16 @@ Usage::
 
 Micrographs: ``--n`` synthetic micrographs per size (Poisson counts of a smooth random field,
 1.0 Å/px; speed does not depend on content), written once under ``--work``. Methods: ``draco``
-(the shipped model, or ``--checkpoint``) and ``topaz`` (Topaz-Denoise's shipped ``unet_L2_v0.2.2``).
+(the shipped model, or ``--checkpoint``), ``topaz`` (Topaz-Denoise's shipped ``unet_L2_v0.2.2``) and,
+when asked for, ``draco-shifts2`` (``--shifts 2``: 4 passes).
 Each run is one child process ``cryolib denoise --method M --input MICS --out DIR``, timed from
 spawn to exit (imports, model load, denoising, writing); peak RSS is the child's own (``os.wait4``).
 Within each repeat the methods run in turn (order rotated per repeat), so each ratio to Topaz is
 taken per repeat (paired), then the median over repeats. CUDA is used when the machine has it.
 
-Writes ``results/<profile>/benchmarks/denoise.json`` and ``denoise.md`` (``--results`` overrides the root).
+Writes ``results/<profile>/benchmarks/<name>.json`` and ``<name>.md`` (``--name`` default ``denoise``;
+``--results`` overrides the root). The shift ensemble's numbers: ``--sizes 1024 --methods draco topaz
+draco-shifts2 --name denoise_shifts``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("draco", "topaz")
+METHODS = ("draco", "topaz", "draco-shifts2")
+#: Benchmark method -> the `cryolib denoise` flags it runs with.
+FLAGS = {"draco": ["--method", "draco"], "topaz": ["--method", "topaz"],
+         "draco-shifts2": ["--method", "draco", "--shifts", "2"]}
 #: The child: `cryolib denoise` through cryolib.cli.main (registers the command if cli.py lacks it).
 CHILD = ("import sys; from cryolib import cli; "
          "cli.COMMANDS.setdefault('denoise', ('cryolib.commands.denoise', 'denoise micrographs')); "
@@ -55,8 +61,8 @@ def make_micrographs(folder: Path, size: int, n: int, seed: int = 0) -> Path:
 
 def run_cli(method: str, mics: Path, out: Path, checkpoint: Path | None) -> dict:
     """One ``cryolib denoise`` child -> wall time (s) and peak RSS (MB)."""
-    cmd = [sys.executable, "-c", CHILD, "denoise", "--method", method, "--input", str(mics), "--out", str(out)]
-    if method == "draco" and checkpoint is not None:
+    cmd = [sys.executable, "-c", CHILD, "denoise", *FLAGS[method], "--input", str(mics), "--out", str(out)]
+    if method.startswith("draco") and checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]
     log_path = out.with_suffix(".log")
     with open(log_path, "w") as log:
@@ -113,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096], help="micrograph sides (px)")
     parser.add_argument("--n", type=int, default=2, help="micrographs per size")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["draco", "topaz"], choices=METHODS,
+                        help="draco-shifts2: DRACO with --shifts 2 (4 passes)")
+    parser.add_argument("--name", default="denoise", help="results file stem (benchmarks/<name>.json, .md)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="DRACO checkpoint (default: the shipped one)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_denoise", help="scratch folder")
     parser.add_argument("--profile", default="default", help="results/<profile>/benchmarks/")
@@ -132,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": info, "sizes_px": args.sizes, "n": args.n, "repeats": args.repeats,
               "checkpoint": str(args.checkpoint) if args.checkpoint else "shipped", "rows": rows}
-    atomic_write_text(out / "denoise.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "denoise.md", to_markdown(rows, info))
+    atomic_write_text(out / f"{args.name}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / f"{args.name}.md", to_markdown(rows, info))
     print(to_markdown(rows, info))
     return 0
 

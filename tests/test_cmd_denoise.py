@@ -53,11 +53,14 @@ def test_draco_with_checkpoint_and_pixel_size_override(mics, tmp_path):
     assert cli.main(argv) == 0
     image, pixel = read_micrograph(out / "a_odd_size.mrc")
     assert image.shape == (57, 91) and pixel == pytest.approx(4.5) and np.isfinite(image).all()
+    assert cli.main([*argv[:4], str(tmp_path / "shifted"), *argv[5:], "--shifts", "2"]) == 0
+    shifted = read_micrograph(tmp_path / "shifted" / "a_odd_size.mrc")[0]
+    assert shifted.shape == (57, 91) and not np.array_equal(shifted, image)  # a different (averaged) result
 
 
 @pytest.mark.parametrize("case", ["missing input", "unknown method", "zero pixel size", "negative pixel size",
                                   "out is a file", "corrupt checkpoint", "no pixel size for lowpass",
-                                  "checkpoint for lowpass"])
+                                  "checkpoint for lowpass", "shifts for lowpass", "zero shifts"])
 def test_bad_inputs_one_line_exit_2_nothing_written(case, mics, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["denoise", "--input", str(mics), "--out", str(out), "--method", "lowpass"]
@@ -79,6 +82,11 @@ def test_bad_inputs_one_line_exit_2_nothing_written(case, mics, tmp_path, capsys
         write_mrc(mics / "c_no_pixel.mrc", np.ones((16, 16), np.float32), 0.0)
     elif case == "checkpoint for lowpass":
         argv += ["--checkpoint", str(tmp_path / "x.pt")]
+    elif case == "shifts for lowpass":
+        argv += ["--pixel-size-A", "3", "--shifts", "2"]
+    elif case == "zero shifts":
+        argv[-1] = "draco"
+        argv += ["--checkpoint", str(tiny_checkpoint(tmp_path / "ckpt", "draco")), "--shifts", "0"]
     before = out.read_text() if out.is_file() else None
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -12,7 +12,7 @@ import torch
 from cryolib.core.errors import CryolibError
 from cryolib.denoise import denoise_micrograph, denoiser_names, get_denoiser
 from cryolib.denoise import networks
-from cryolib.denoise.tiled import blend_window, denoise_image_tiled, denoise_tiled, tile_layout
+from cryolib.denoise.tiled import blend_window, denoise_image_tiled, denoise_shifted, denoise_tiled, tile_layout
 from cryolib.models.draco import draco_objective
 from cryolib.models.objectives import OptimConfig, mae_objective
 from cryolib.models.vit import get_config
@@ -83,6 +83,39 @@ def test_seams_would_show_without_blending():
     soft = denoise_tiled(ramp, bump, 32, overlap=0.5)
     assert np.abs(np.diff(hard, 2, axis=1)).max() > 1.0
     assert np.abs(np.diff(soft, 2, axis=1)).max() < 0.2
+
+
+def _block_mean(tiles: torch.Tensor, patch: int = 16) -> torch.Tensor:
+    """A network whose output is the mean of each patch: the worst case of a patch mosaic."""
+    return torch.nn.functional.avg_pool2d(tiles, patch).repeat_interleave(patch, -1).repeat_interleave(patch, -2)
+
+
+def test_shift_ensemble_halves_the_patch_grid_steps_and_keeps_identity():
+    ramp = np.tile(np.arange(256, dtype=np.float32), (96, 1))  # slope 1 px⁻¹ along x
+    one = denoise_shifted(ramp, _block_mean, 64, (0,))
+    two = denoise_shifted(ramp, _block_mean, 64, (0, 8))
+    inner = (slice(32, -32), slice(32, -32))  # away from the reflected borders
+    # one pass: a staircase with 16 px steps of height 16; two offsets: 8 px steps of height 8
+    assert np.abs(np.diff(one[inner], axis=1)).max() == pytest.approx(16.0, abs=1e-3)
+    assert np.abs(np.diff(two[inner], axis=1)).max() == pytest.approx(8.0, abs=1e-3)
+    assert np.abs(two[inner] - ramp[inner]).mean() < np.abs(one[inner] - ramp[inner]).mean()
+    np.testing.assert_allclose(denoise_shifted(ramp, lambda t: t, 64, (0, 3, 8)), ramp, atol=1e-4)
+    assert denoise_shifted(ramp[:5, :7], lambda t: t, 64, (0, 8)).shape == (5, 7)
+    with pytest.raises(CryolibError, match="offsets"):
+        denoise_shifted(ramp, lambda t: t, 64, (0, 64))
+
+
+def test_shift_offsets_and_the_draco_option(draco_ckpt):
+    assert networks.shift_offsets(16, 1) == [0] and networks.shift_offsets(16, 2) == [0, 8]
+    assert networks.shift_offsets(16, 3) == [0, 5, 11]
+    for bad in (0, 17, 1.5, True):
+        with pytest.raises(CryolibError, match="shifts"):
+            networks.shift_offsets(16, bad)
+    image = np.random.default_rng(2).normal(100.0, 10.0, (40, 50)).astype(np.float32)
+    out = denoise_micrograph("draco", image, checkpoint=draco_ckpt, shifts=2)
+    assert out.shape == image.shape and np.isfinite(out).all()
+    with pytest.raises(CryolibError, match="shifts"):
+        denoise_micrograph("draco", image, checkpoint=draco_ckpt, shifts=0)
 
 
 def test_draco_keeps_shape_dtype_and_constant(draco_ckpt):

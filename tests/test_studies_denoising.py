@@ -89,6 +89,21 @@ def test_claims_follow_the_numbers():
     assert (bad.iloc[:3] == "no").all()  # DRACO 30 dB worse: the claims fail
     wide = dn.table2_pivot(_summary(0.0))
     assert wide.loc[dn.DRACO_L, "sim-11521"] == pytest.approx(12.21) and "mean" in wide
+    assert not any("shift" in c for c in good.index)  # no shift-ensemble row, no claim about it
+
+
+def test_shift_ensemble_claims_follow_the_numbers():
+    def with_shifts(gain: float) -> pd.DataFrame:
+        base = _summary(0.0)
+        peers = base[base["method"].isin([dn.TOPAZ, dn.LOWPASS])].groupby("dataset", sort=False)
+        best = peers[["snr_eq11_db", "true_snr_db"]].max()
+        row = base[base["method"] == dn.DRACO_B].assign(method=dn.DRACO_B_SHIFTS).set_index("dataset")
+        row[["snr_eq11_db", "true_snr_db"]] = best.loc[row.index] + gain
+        return pd.concat([base, row.reset_index()], ignore_index=True)
+    claim = "DRACO-B with a 2 x 2 shift ensemble beats Topaz-Denoise and low-pass (Eq. 11; ours)"
+    assert dn.claims_table(with_shifts(1.0)).set_index("claim").loc[claim, "supported"] == "yes"
+    assert dn.claims_table(with_shifts(-1.0)).set_index("claim").loc[claim, "supported"] == "no"
+    assert dn.METHOD_OPTIONS[dn.DRACO_B_SHIFTS] == {"shifts": 2} and dn.METHODS[dn.DRACO_B_SHIFTS] == ("draco", "draco-b")
 
 
 def test_paper_table2_is_the_papers():

@@ -39,6 +39,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="draco/mae: a cryolib checkpoint (draco default: the shipped model)")
     parser.add_argument("--pixel-size-A", type=float, default=None, metavar="X",
                         help="pixel size in Å/px; overrides the input headers (lowpass needs one)")
+    parser.add_argument("--shifts", type=int, default=1, metavar="N",
+                        help="draco/mae: average N x N passes with the patch grid moved by patch/N px (removes "
+                             "patch-grid blocks; N² times the time; default 1, the paper's single pass)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed (the denoisers are deterministic; recorded in run.yaml)")
 
@@ -53,9 +56,12 @@ def main(args: argparse.Namespace) -> int:
     denoiser = get_denoiser(args.method)
     if args.checkpoint is not None and not denoiser.takes_checkpoint:
         raise CryolibError(f"--checkpoint applies to draco and mae only, not {args.method!r}")
+    if args.shifts != 1 and not denoiser.takes_checkpoint:
+        raise CryolibError(f"--shifts applies to draco and mae only, not {args.method!r}")
     seed_everything(args.seed)
+    options = {"shifts": args.shifts} if denoiser.takes_checkpoint else {}
     written = denoise_files(args.method, args.input, args.out, checkpoint=args.checkpoint,
-                            pixel_size_A=args.pixel_size_A)
+                            pixel_size_A=args.pixel_size_A, **options)
     for stem, path in written.items():
         print(f"{stem} -> {path}")
     write_run_yaml(args.out, "denoise", args, t0, n_micrographs=len(written))

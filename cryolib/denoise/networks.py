@@ -10,6 +10,10 @@ tiles of the model's ``img_size``, smooth blending, back to the input's units):
 * ``mae``: a :class:`~cryolib.models.vit.MaskedAutoencoder` checkpoint (objective ``mae``, e.g. the
   DRACO warm-up stage) with mask ratio 0 (:func:`mae_denoise_tiles`). No default: pass one.
 
+Option ``shifts`` (default 1, the paper's one pass): a shift ensemble of ``shifts`` x ``shifts`` passes
+with the patch grid moved by patch/shifts px (:func:`shift_offsets`); it removes the patch-grid
+blocks of an under-trained network at ``shifts``² times the cost.
+
 ``checkpoint`` is a cryolib checkpoint path or an already loaded model. Loaded files are cached
 by (path, size, mtime), so a study denoising many micrographs reads each file once.
 """
@@ -32,7 +36,7 @@ from cryolib.denoise.tiled import denoise_image_tiled
 from cryolib.models.draco import DracoModel, denoise_tiles
 from cryolib.models.vit import MaskedAutoencoder, patchify, unpatchify
 
-__all__ = ["SHIPPED_DRACO", "shipped_draco_checkpoint", "load_denoising_model", "mae_denoise_tiles",
+__all__ = ["SHIPPED_DRACO", "shipped_draco_checkpoint", "load_denoising_model", "mae_denoise_tiles", "shift_offsets",
            "DracoDenoiser", "MaeDenoiser"]
 
 log = logging.getLogger(__name__)
@@ -122,11 +126,22 @@ def mae_denoise_tiles(model: MaskedAutoencoder, tiles: torch.Tensor) -> torch.Te
     return unpatchify(pred, p, model.cfg.in_chans, grid).cpu()
 
 
+def shift_offsets(patch_px: int, shifts: int = 1) -> list[int]:
+    """Tiling origins (px) of a ``shifts``-way shift ensemble per axis: k·patch/shifts, k = 0..shifts−1.
+
+    ``shifts=1`` is the paper's single pass (§5.2); ``shifts=2`` moves the patch grid by half a patch,
+    4 passes in all (:func:`cryolib.denoise.tiled.denoise_shifted`).
+    """
+    if isinstance(shifts, bool) or not isinstance(shifts, (int, np.integer)) or not 1 <= shifts <= patch_px:
+        raise CryolibError(f"shifts must be a whole number from 1 to the {patch_px} px patch, got {shifts!r}")
+    return [int(round(k * patch_px / shifts)) for k in range(int(shifts))]
+
+
 class _NetworkDenoiser(Denoiser):
     """Shared steps of the tile networks: load once, then tile, blend and restore."""
 
     takes_checkpoint = True
-    options = ("stats", "overlap", "batch_size", "device", "clip")
+    options = ("stats", "overlap", "batch_size", "device", "clip", "shifts")
     kind = ""
 
     def default_checkpoint(self) -> Path:
@@ -135,6 +150,7 @@ class _NetworkDenoiser(Denoiser):
     def prepare(self, checkpoint: Any = None, device: str = "auto", **options: Any) -> dict:
         path = checkpoint if checkpoint is not None else self.default_checkpoint()
         model, ckpt = load_denoising_model(path, self.kind)
+        shift_offsets(model.cfg.patch_size, options.get("shifts", 1))  # a bad value fails before any output
         model = model.to(_device(device))
         return {"model": model, "stats": _stats_from(ckpt, options.get("stats"), path)}
 
@@ -142,10 +158,12 @@ class _NetworkDenoiser(Denoiser):
         raise NotImplementedError
 
     def denoise(self, image: np.ndarray, pixel_size_A: float, state: dict, *, stats: Any = None,
-                overlap: float = 0.5, batch_size: int = 16, device: str = "auto", clip: bool = True) -> np.ndarray:
+                overlap: float = 0.5, batch_size: int = 16, device: str = "auto", clip: bool = True,
+                shifts: int = 1) -> np.ndarray:
         model = state["model"]
         return denoise_image_tiled(image, self.tile_fn(model, batch_size), model.cfg.img_size, stats=state["stats"],
-                                   overlap=overlap, batch_size=batch_size, clip=clip)
+                                   overlap=overlap, batch_size=batch_size, clip=clip,
+                                   offsets=shift_offsets(model.cfg.patch_size, shifts))
 
 
 @register_denoiser

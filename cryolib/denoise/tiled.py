@@ -20,6 +20,12 @@ size (odd sizes too) is denoised in four steps:
    identity network returns the input exactly: no seam can show.
 4. **Restore** the units: y·std + mean.
 
+Optionally, a **shift ensemble** (``offsets``): the tiling is repeated with its origin moved by
+(dy, dx) px for every pair of ``offsets`` (reflection padding of that many px at the top and left,
+cropped off again), and the passes are averaged with equal weights. A patch network whose output is
+blocky on its patch grid (DRACO at our training lengths) gives blocks at different places in each
+pass, so the average has no grid; it costs one pass per pair.
+
 A constant image (std = 0) has nothing to denoise and is returned unchanged.
 """
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +41,7 @@ import torch
 from cryolib.core.errors import CryolibError
 
 __all__ = ["CLIP_PERCENTILES", "CLIP_WIDEN", "clip_widened", "normalisation_stats", "blend_window",
-           "tile_layout", "denoise_tiled", "denoise_image_tiled"]
+           "tile_layout", "denoise_tiled", "denoise_shifted", "denoise_image_tiled"]
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +120,29 @@ def denoise_tiled(image: np.ndarray, tile_fn: TileFn, tile_px: int, overlap: flo
     return (out / weight)[top : top + h, left : left + w].astype(np.float32)
 
 
+def denoise_shifted(image: np.ndarray, tile_fn: TileFn, tile_px: int, offsets: Sequence[int] = (0,),
+                    overlap: float = 0.5, batch_size: int = 16) -> np.ndarray:
+    """:func:`denoise_tiled` averaged over tiling origins moved by (dy, dx) for dy, dx in ``offsets`` (px,
+    0 <= offset < ``tile_px``; module docstring). ``offsets=(0,)`` is one plain pass."""
+    offsets = sorted({int(o) for o in offsets})
+    if not offsets or offsets[0] < 0 or offsets[-1] >= tile_px:
+        raise CryolibError(f"shift offsets must be whole px in [0, {tile_px}), got {offsets}")
+    x = np.asarray(image, dtype=np.float32)
+    total = np.zeros(x.shape, np.float64)
+    for dy in offsets:
+        for dx in offsets:
+            moved = _pad(x, ((dy, 0), (dx, 0)))
+            total += denoise_tiled(moved, tile_fn, tile_px, overlap, batch_size)[dy:, dx:]
+    return (total / len(offsets) ** 2).astype(np.float32)
+
+
 def denoise_image_tiled(image: np.ndarray, tile_fn: TileFn, tile_px: int, *, stats: tuple[float, float] | None = None,
-                        overlap: float = 0.5, batch_size: int = 16, clip: bool = True) -> np.ndarray:
+                        overlap: float = 0.5, batch_size: int = 16, clip: bool = True,
+                        offsets: Sequence[int] = (0,)) -> np.ndarray:
     """Steps 1–4 of the module docstring on a float (H, W) image -> float32 (H, W) in its units.
 
-    ``stats``: fixed (mean, std) instead of the micrograph's own; ``clip``: the widened-percentile clip.
+    ``stats``: fixed (mean, std) instead of the micrograph's own; ``clip``: the widened-percentile clip;
+    ``offsets``: the shift ensemble's origins (px; default one plain pass).
     """
     x = np.asarray(image, dtype=np.float64)
     if clip:
@@ -130,5 +154,5 @@ def denoise_image_tiled(image: np.ndarray, tile_fn: TileFn, tile_px: int, *, sta
         if stats is not None:
             raise CryolibError(f"normalisation std must be positive, got {std}")
         return np.array(image, dtype=np.float32)  # constant: nothing to denoise
-    y = denoise_tiled(((x - mean) / std).astype(np.float32), tile_fn, tile_px, overlap, batch_size)
+    y = denoise_shifted(((x - mean) / std).astype(np.float32), tile_fn, tile_px, offsets, overlap, batch_size)
     return (y.astype(np.float64) * std + mean).astype(np.float32)
