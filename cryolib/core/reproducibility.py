@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 
@@ -42,3 +44,21 @@ def _key_to_int(key: int | str) -> int:
     import zlib
 
     return zlib.crc32(str(key).encode())
+
+
+@contextlib.contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """torch's deterministic algorithms inside the block; the previous setting is restored after.
+
+    Accumulating scatters (``index_put_(accumulate=True)`` on CPU, as torch-fourier-slice's slice
+    insertion uses) otherwise add in a thread-dependent order, so the same seed gives maps that
+    differ in the last bits from run to run. The deterministic path is about 2x slower there.
+    """
+    import torch
+
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cryolib.core.errors import CryolibError
+from cryolib.core.reproducibility import deterministic_algorithms
 
 __all__ = ["PAD_FACTOR", "insert_particles", "finish_map", "reconstruct_half_maps", "half_split"]
 
@@ -50,13 +51,15 @@ def insert_particles(particles: torch.Tensor, rotations: torch.Tensor, pad_facto
     shape = (big, big, big)
     dft = torch.zeros((big, big, big // 2 + 1), dtype=torch.complex64)
     weights = torch.zeros(dft.shape, dtype=torch.float32)
-    for start in range(0, len(particles), batch):
-        imgs = F.pad(particles[start : start + batch].float(), [p] * 4)
-        imgs = torch.fft.fftshift(torch.fft.rfftn(torch.fft.ifftshift(imgs, dim=(-2, -1)), dim=(-2, -1)), dim=(-2,))
-        r_tfs = rotations[start : start + batch].float().transpose(-1, -2)  # the library rotates the slice: R^T
-        d, w = insert_central_slices_rfft_3d(imgs, volume_shape=shape, rotation_matrices=r_tfs, fftfreq_max=0.5)
-        dft += d
-        weights += w
+    with deterministic_algorithms():  # the same particles give the same bits on any thread count
+        for start in range(0, len(particles), batch):
+            imgs = F.pad(particles[start : start + batch].float(), [p] * 4)
+            imgs = torch.fft.fftshift(torch.fft.rfftn(torch.fft.ifftshift(imgs, dim=(-2, -1)), dim=(-2, -1)),
+                                      dim=(-2,))
+            r_tfs = rotations[start : start + batch].float().transpose(-1, -2)  # the library rotates the slice: R^T
+            d, w = insert_central_slices_rfft_3d(imgs, volume_shape=shape, rotation_matrices=r_tfs, fftfreq_max=0.5)
+            dft += d
+            weights += w
     return dft, weights
 
 
