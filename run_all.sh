@@ -66,6 +66,18 @@ install_detectron2() {
   fi
 }
 
+# The environment takes about 7 GB (torch's CUDA build is 5.5 GB of it). A full disk makes pip fail
+# half-way with "[Errno 28] No space left on device"; say so before starting.
+NEED_GB=8
+check_disk() {
+  local free_kb
+  free_kb="$(df -Pk "$1" | awk 'NR == 2 {print $4}')"
+  if [[ -n "$free_kb" ]] && (( free_kb < NEED_GB * 1024 * 1024 )); then
+    echo "==> WARNING: $(( free_kb / 1024 )) MB free on the disk of $1; setting up .venv needs about" \
+         "${NEED_GB} GB (torch alone is 5.5 GB). Free some space if pip fails with 'No space left on device'." >&2
+  fi
+}
+
 setup_env() {
   local want
   want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
@@ -73,6 +85,7 @@ setup_env() {
     return 0
   fi
   echo "==> setting up $VENV (first run: a few minutes; torch is a large download where it is not on local disk)"
+  check_disk "$ROOT"
   [[ -x "$PY" ]] || "${CRYOLIB_PYTHON:-python3}" -m venv "$VENV"
   "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
   install_detectron2
