@@ -3,12 +3,13 @@ low-pass filter and the best-case Gaussian on the same micrographs (:mod:`cryoli
 
     .venv/bin/python benchmarks/draco_training_length.py [--profile default] [--epochs 4 16 64 256] [--micrographs 2]
 
-Trains DRACO-B for each length and the profile's patch-size variant (patch 8 on 64 px crops at default, the
-same steps as the 64-epoch run), resumably under runs/<profile>/draco/. Needs notebook 01's analogs (and
+Trains DRACO-B for each length, the profile's patch-size variant (patch 8 on 64 px crops at default, the
+same steps as the 64-epoch run) and its recipe variants (4x lr, every tile, no warm-up; each for the profile's
+own length), resumably under runs/<profile>/draco/. The 16 px block mean is scored beside them. Needs notebook 01's analogs (and
 reuses notebook 04's warm-up when it is there). Writes
 results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
 draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring) and
-figures/draco_training_length_frc.png. Takes about 18 minutes at the default profile on 2 idle cores.
+figures/draco_training_length_frc.png. Takes about 30 minutes at the default profile on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 
 import pandas as pd
 
+from cryolib.core.profiles import get_profile
 from cryolib.core.results import save_figure, save_table
 from cryolib.studies import draco_training_length as tl
 from cryolib.studies.draco_denoising import load_study
@@ -43,6 +45,13 @@ def main() -> int:
         same = tl.same_steps_length(args.profile, crop, epochs)
         if same in checkpoints:
             pairs.append((label, tl.length_label(same)))
+    own = get_profile(args.profile).draco.epochs  # the recipe variants train the profile's own length
+    for variant in tl.RECIPE_VARIANTS.get(args.profile, {}):
+        label = tl.recipe_label(variant, own)
+        variants[label] = tl.train_recipe_variant(args.profile, variant, seed=args.seed)
+        variant_epochs[label] = own
+        if own in checkpoints:
+            pairs.append((label, tl.length_label(own)))
     t1 = time.perf_counter()
     study = load_study(args.profile, seed=args.seed, n_micrographs=args.micrographs)
     rows, frc = tl.score_lengths(study, checkpoints, variants=variants)

@@ -1,5 +1,6 @@
 """Development checks on real micrographs (CryoPPP 10028 and 10059): denoising (Eq. 11 SNR, raw vs
-Topaz-Denoise vs the shipped DRACO), with a figure of one micrograph per set.
+Topaz-Denoise vs the shipped DRACO, in one pass and with the 2 x 2 shift ensemble, vs the 16 px block
+mean), with a figure of one micrograph per set.
 
     .venv/bin/python benchmarks/realdata.py [--root ../shared/realdata] [--profile default] [--n 5]
 
@@ -54,7 +55,8 @@ def main() -> int:
     with atomic_path(out / "realdata_denoising.csv") as tmp:
         summary.to_csv(tmp, index=False)
     atomic_write_text(out / "realdata_denoising.md", summary.to_markdown(index=False, floatfmt=".2f") + "\n")
-    fig, axes = plt.subplots(len(examples), 3, figsize=(10, 3.4 * len(examples)), squeeze=False)
+    n_cols = max(len(ex["images"]) for ex in examples.values())
+    fig, axes = plt.subplots(len(examples), n_cols, figsize=(3.4 * n_cols, 3.4 * len(examples)), squeeze=False)
     for row, (name, ex) in enumerate(examples.items()):
         for col, (label, image) in enumerate(ex["images"].items()):
             crop = image[:384, :384]

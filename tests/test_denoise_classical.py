@@ -1,4 +1,5 @@
-"""cryolib.denoise.classical: the 20 Å low-pass against its analytic response, and the best-case Gaussian."""
+"""cryolib.denoise.classical: the 20 Å low-pass against its analytic response, the best-case Gaussian, and the
+block mean against exact block averages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from cryolib.core.errors import CryolibError
 from cryolib.denoise import denoise_micrograph
-from cryolib.denoise.classical import best_gaussian_sigma, lowpass_filter, lowpass_response
+from cryolib.denoise.classical import best_gaussian_sigma, block_mean, lowpass_filter, lowpass_response
 
 
 def _wave(cycles_per_px: float, shape=(256, 256)) -> np.ndarray:
@@ -53,3 +54,31 @@ def test_best_gaussian_picks_a_blur_for_noise_and_none_for_clean():
         denoise_micrograph("gaussian", noisy)
     with pytest.raises(CryolibError, match="shape"):
         best_gaussian_sigma(noisy, clean[:10])
+
+
+def test_block_mean_is_exact_on_block_constant_images_and_averages_each_block():
+    rng = np.random.default_rng(0)
+    levels = rng.normal(size=(3, 4))
+    tiles = np.kron(levels, np.ones((16, 16)))  # 48 x 64, constant on each 16 px block
+    assert np.allclose(block_mean(tiles, 16), tiles, atol=1e-6)
+    x = rng.normal(size=(48, 64))
+    out = block_mean(x, 16)
+    assert np.allclose(out[:16, :16], x[:16, :16].mean(), atol=1e-6)
+    assert np.isclose(out.mean(), x.mean(), atol=1e-6)  # whole blocks: the mean is kept
+    # white noise of variance 1: a block mean has variance 1/256
+    big = rng.normal(size=(1024, 1024))
+    assert abs(block_mean(big, 16)[::16, ::16].var() * 256 - 1.0) < 0.1
+
+
+def test_block_mean_edges_keep_shape_and_dtype_through_the_registry():
+    x = np.arange(17 * 19, dtype=np.float32).reshape(17, 19)
+    out = block_mean(x, 16)
+    assert out.shape == (17, 19)
+    assert np.isclose(out[16, 18], x[16:, 16:].mean())  # the 1 x 3 corner block
+    y = denoise_micrograph("blockmean", x.astype(np.int16), None, block_px=4)
+    assert y.shape == x.shape and y.dtype == np.int16
+    for bad in (0, 2.5, True, -3):
+        with pytest.raises(CryolibError, match="block_px"):
+            block_mean(x, bad)
+    with pytest.raises(CryolibError, match="2-D"):
+        block_mean(np.zeros((2, 8, 8)), 4)

@@ -47,8 +47,8 @@ def mae_ckpt(tmp_path_factory):
 
 
 def test_registry_names_and_unknown():
-    assert set(denoiser_names()) == {"draco", "mae", "topaz", "lowpass", "gaussian"}
-    assert "gaussian" not in denoiser_names(command_line=True)
+    assert set(denoiser_names()) == {"draco", "mae", "topaz", "lowpass", "gaussian", "blockmean"}
+    assert {"gaussian", "blockmean"}.isdisjoint(denoiser_names(command_line=True))
     with pytest.raises(CryolibError, match="unknown denoising method 'bm3d'"):
         get_denoiser("bm3d")
     with pytest.raises(CryolibError, match="takes no option"):

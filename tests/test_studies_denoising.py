@@ -90,6 +90,20 @@ def test_claims_follow_the_numbers():
     wide = dn.table2_pivot(_summary(0.0))
     assert wide.loc[dn.DRACO_L, "sim-11521"] == pytest.approx(12.21) and "mean" in wide
     assert not any("shift" in c for c in good.index)  # no shift-ensemble row, no claim about it
+    assert not any("patches (true SNR" in c for c in good.index)  # no block-mean row, no claim about it
+
+
+def test_block_mean_claim_follows_the_numbers():
+    def with_block(draco_minus_block: float) -> pd.DataFrame:
+        base = _summary(0.0)
+        row = base[base["method"] == dn.DRACO_B].assign(method=dn.BLOCK)
+        row["true_snr_db"] -= draco_minus_block
+        return pd.concat([base, row], ignore_index=True)
+    claim = "DRACO-B beats the mean of each of its 16 px patches (true SNR; ours)"
+    assert dn.claims_table(with_block(0.5)).set_index("claim").loc[claim, "supported"] == "yes"
+    beaten = dn.claims_table(with_block(-0.5)).set_index("claim").loc[claim]
+    assert beaten["supported"] == "no" and beaten["our_numbers"] == "0/4 analogs"
+    assert dn.METHODS[dn.BLOCK] == ("blockmean", None) and dn.METHOD_OPTIONS[dn.BLOCK] == {"block_px": 16}
 
 
 def test_shift_ensemble_claims_follow_the_numbers():
@@ -104,6 +118,17 @@ def test_shift_ensemble_claims_follow_the_numbers():
     assert dn.claims_table(with_shifts(1.0)).set_index("claim").loc[claim, "supported"] == "yes"
     assert dn.claims_table(with_shifts(-1.0)).set_index("claim").loc[claim, "supported"] == "no"
     assert dn.METHOD_OPTIONS[dn.DRACO_B_SHIFTS] == {"shifts": 2} and dn.METHODS[dn.DRACO_B_SHIFTS] == ("draco", "draco-b")
+
+
+def test_headline_metrics_list_an_infinite_eq11_apart():
+    base = _summary(0.0)
+    block = base[base["method"] == dn.DRACO_B].assign(method=dn.BLOCK)
+    block.loc[block.index[0], "snr_eq11_db"] = math.inf  # a background box inside one block: zero variance
+    summary = pd.concat([base, block], ignore_index=True)
+    gen = pd.DataFrame({"dataset": ["g"], "method": [dn.RAW], "true_snr_db": [0.0], "band_snr_db": [0.0], "model": ["m"]})
+    m = dn.headline_metrics(summary, dn.claims_table(summary), gen)
+    assert m["infinite_snr_eq11"] == [dn.BLOCK] and dn.BLOCK not in m["mean_snr_eq11_db"]
+    assert all(math.isfinite(v) for v in m["mean_snr_eq11_db"].values()) and dn.BLOCK in m["mean_true_snr_db"]
 
 
 def test_paper_table2_is_the_papers():

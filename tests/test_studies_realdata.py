@@ -22,3 +22,10 @@ def test_real_denoising_check_scores_every_method_on_the_same_regions(tiny_sim_1
     topaz = summary[summary["method"] == "Topaz-Denoise"]["mean_snr_eq11_db"].iloc[0]
     expected = rows[rows["method"] == "Topaz-Denoise"]["snr_eq11_db"].mean()
     assert topaz == pytest.approx(expected)
+
+
+def test_every_real_method_is_a_registered_denoiser_with_known_options():
+    from cryolib.denoise.registry import get_denoiser
+    for label, (name, options) in rd.REAL_METHODS.items():
+        assert set(options) <= set(get_denoiser(name).options), label
+    assert rd.REAL_METHODS["Block mean (16 px)"] == ("blockmean", {"block_px": 16})

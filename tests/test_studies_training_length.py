@@ -45,6 +45,30 @@ def test_patch_variant_trains_the_same_steps_on_smaller_crops(tmp_path):
         tl.train_patch_variant("smoke", 8, 100, 1, tmp_path / "data", tmp_path / "runs")
 
 
+def test_recipe_variant_without_warm_up_starts_from_random_weights(tmp_path):
+    for k, name in enumerate(datasets_with_role(profiles.get_profile("smoke").draco.pretrain_role)):
+        _write_triplet_folder(tmp_path / "data" / "smoke" / name, name, seed=k)
+    ckpt = tl.train_recipe_variant("smoke", "no warm-up", tmp_path / "data", tmp_path / "runs", progress=False)
+    assert ckpt.parent.name == "recipe_nowarmup_1ep" and ckpt.is_file()
+    draco = tmp_path / "runs" / "smoke" / "draco"
+    assert not [p for p in draco.iterdir() if p.name.startswith("warmup_")]  # no warm-up was trained
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["objective_config"]["init_from"] is None
+    log = (ckpt.parent / "train_log.csv").read_text()
+    assert tl.train_recipe_variant("smoke", "no warm-up", tmp_path / "data", tmp_path / "runs", progress=False) == ckpt
+    assert (ckpt.parent / "train_log.csv").read_text() == log  # resumed: no step is redone
+    with pytest.raises(CryolibError, match="unknown recipe variant"):
+        tl.train_recipe_variant("smoke", "4x lr", tmp_path / "data", tmp_path / "runs")
+    assert tl.recipe_label("4x lr", 64) == "DRACO-B, 4x lr, 64 epochs"
+
+
+def test_recipe_variants_change_only_real_profile_fields():
+    fields = set(profiles.DracoSizes.__dataclass_fields__)
+    for variants in tl.RECIPE_VARIANTS.values():
+        for variant in variants.values():
+            assert set(variant.sizes) <= fields and variant.slug.isidentifier()
+
+
 def test_train_lengths_rejects_bad_lengths(tmp_path):
     with pytest.raises(CryolibError, match="positive"):
         tl.train_lengths("smoke", (0,), tmp_path, tmp_path)
@@ -82,11 +106,11 @@ def test_score_lengths_needs_checkpoints(scored):
         tl.score_lengths(None, {})
 
 
-def _summary(short: float, long: float, topaz: float, lowpass: float) -> pd.DataFrame:
+def _summary(short: float, long: float, topaz: float, lowpass: float, block: float | None = None) -> pd.DataFrame:
     rows = []
     for d in ("a", "b"):
         for method, v in ((tl.length_label(4), short), (tl.length_label(64), long), (dn.TOPAZ, topaz),
-                          (dn.LOWPASS, lowpass)):
+                          (dn.LOWPASS, lowpass), *(((dn.BLOCK, block),) if block is not None else ())):
             rows.append({"dataset": d, "method": method, "snr_eq11_db": v, "true_snr_db": v, "band_snr_db": v})
     return pd.DataFrame(rows)
 
@@ -111,3 +135,8 @@ def test_claims_follow_the_numbers():
     with pytest.raises(CryolibError, match="two training lengths"):
         tl.length_claims(_summary(1.0, 1.0, 1.0, 1.0), {4: "x"})
     assert len(better) == 9
+    with_block = tl.length_claims(_summary(-5.0, 1.0, 2.0, -9.0, block=1.5), ckpts).set_index("claim")["supported"]
+    assert len(with_block) == 11 and not with_block[f"64 epochs beat {dn.BLOCK} on true_snr_db"]
+    assert f"64 epochs beat {dn.BLOCK} on snr_eq11_db" not in with_block  # +inf where a box sits in one block
+    assert tl.length_claims(_summary(-5.0, 1.0, 2.0, -9.0, block=0.5), ckpts).set_index("claim")["supported"][
+        f"64 epochs beat {dn.BLOCK} on band_snr_db"]

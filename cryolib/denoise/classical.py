@@ -1,4 +1,5 @@
-"""Classical denoisers: cryoSPARC-style low-pass filter (``lowpass``) and a best-case Gaussian (``gaussian``).
+"""Classical denoisers: cryoSPARC-style low-pass filter (``lowpass``), a best-case Gaussian (``gaussian``)
+and a block mean (``blockmean``).
 
 * ``lowpass`` (DRACO §5.2 baseline: "the same protocol used in cryoSPARC ... low-pass cutoff
   resolution to 20 Å"): a soft Fourier cutoff, the Butterworth response
@@ -11,6 +12,11 @@
   least-squares affine fit a·blur + b of the blurred image to the clean one). It shows how far a
   perfectly tuned linear filter gets, so a reader sees what learning adds. It needs ``clean=``
   and is not offered by ``cryolib denoise``.
+* ``blockmean`` (a reference, not offered by ``cryolib denoise``): every pixel replaced by the mean of
+  its ``block_px`` x ``block_px`` block on a grid from the top-left corner (:func:`block_mean`; edge
+  blocks are cut by the border and take the mean of the pixels they hold). With ``block_px`` = 16 it is
+  a patch network's output when each patch predicts only its own mean: the mosaic of DRACO's patches
+  with nothing learned inside them, so a reader sees what DRACO adds to it (Table 2).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from cryolib.core.errors import CryolibError
 from cryolib.denoise.registry import Denoiser, register_denoiser
 
 __all__ = ["LOWPASS_RESOLUTION_A", "BUTTERWORTH_ORDER", "SIGMA_GRID_PX", "lowpass_response", "lowpass_filter",
-           "affine_fit_mse", "best_gaussian_sigma", "LowpassDenoiser", "GaussianDenoiser"]
+           "affine_fit_mse", "best_gaussian_sigma", "block_mean", "LowpassDenoiser", "GaussianDenoiser",
+           "BlockMeanDenoiser"]
 
 LOWPASS_RESOLUTION_A = 20.0  # DRACO §5.2
 BUTTERWORTH_ORDER = 8
@@ -87,6 +94,22 @@ def best_gaussian_sigma(image: np.ndarray, clean: np.ndarray,
     return sigma, mse
 
 
+def block_mean(image: np.ndarray, block_px: int) -> np.ndarray:
+    """Each pixel -> the mean of its ``block_px`` x ``block_px`` block (grid from the top-left corner;
+    blocks cut by the border average the pixels they hold) -> float32 (H, W)."""
+    if isinstance(block_px, bool) or not isinstance(block_px, (int, np.integer)) or block_px < 1:
+        raise CryolibError(f"block_px must be a whole number of pixels >= 1, got {block_px!r}")
+    x = np.asarray(image, dtype=np.float64)
+    if x.ndim != 2:
+        raise CryolibError(f"block_mean needs a 2-D image, got shape {x.shape}")
+    b = int(block_px)
+    rows, cols = np.arange(x.shape[0]) // b, np.arange(x.shape[1]) // b
+    labels = rows[:, None] * (cols[-1] + 1) + cols[None, :]
+    sums = np.bincount(labels.ravel(), x.ravel())
+    counts = np.bincount(labels.ravel())
+    return (sums / counts)[labels].astype(np.float32)
+
+
 def _blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     return image if sigma_px == 0 else ndimage.gaussian_filter(image, sigma_px, mode="reflect")
 
@@ -120,3 +143,16 @@ class GaussianDenoiser(Denoiser):
             raise CryolibError("the gaussian denoiser is a best case: it needs the clean image (clean=...)")
         sigma, _ = best_gaussian_sigma(image, clean, sigmas_px)
         return _blur(np.asarray(image, dtype=np.float64), sigma).astype(np.float32)
+
+
+@register_denoiser
+class BlockMeanDenoiser(Denoiser):
+    """Mean over each ``block_px`` block (a reference: a patch network that learned only patch means)."""
+
+    name = "blockmean"
+    description = "mean over each block_px x block_px block (reference for patch networks; default 16 px)"
+    on_command_line = False
+    options = ("block_px",)
+
+    def denoise(self, image: np.ndarray, pixel_size_A: float, state: None, *, block_px: int = 16) -> np.ndarray:
+        return block_mean(image, block_px)

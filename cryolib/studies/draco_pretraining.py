@@ -42,7 +42,7 @@ from cryolib.training.loop import CHECKPOINT_NAME, TRAIN_LOG_NAME, TrainConfig, 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "train_draco", "pretrain_draco_on",
+    "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco", "pretrain_draco_on",
     "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves", "throughput_table",
     "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
 ]
@@ -160,22 +160,37 @@ def pretrain_draco_on(train_set: TripletDataset, val_set: TripletDataset | None,
     return out
 
 
+def warm_up(train_set: TripletDataset, val_set: TripletDataset | None, sizes: DracoSizes, model: str,
+            out_dir: str | Path, *, seed: int = 0, device: str = "cpu", progress: bool = True,
+            resume: bool = True) -> Path:
+    """DRACO's plain-MAE warm-up (§5) of size ``model`` on the full images of the triplets, for
+    ``sizes.warmup_epochs`` at the profile's lr, into ``out_dir`` (a finished run is reused)."""
+    warm = _with_lr(get_objective("mae", model), sizes.base_lr)
+    return _stage(warm, train_set.full_view(), None if val_set is None else val_set.full_view(), Path(out_dir), sizes,
+                  sizes.warmup_epochs, seed, device, progress, resume)
+
+
 def train_draco(train_set: TripletDataset, val_set: TripletDataset | None, sizes: DracoSizes, model: str,
                 out_dir: str | Path, *, init_from: str | Path | None = None, warmup_dir: str | Path | None = None,
                 epochs: int | None = None, mask_ratio: float | None = None, n2n: bool = True, recon: bool = True,
-                seed: int = 0, device: str = "cpu", progress: bool = True, resume: bool = True) -> Path:
+                seed: int = 0, device: str = "cpu", progress: bool = True, resume: bool = True,
+                warmup: bool = True) -> Path:
     """One DRACO model (§4) of size ``model`` into ``out_dir``, initialised from ``init_from`` (a MAE
     checkpoint of the same size), else from a plain-MAE warm-up of ``sizes.warmup_epochs`` trained
-    into ``warmup_dir`` (§5); ``epochs`` default ``sizes.epochs``. Returns the DRACO checkpoint."""
+    into ``warmup_dir`` (§5); ``warmup=False`` skips the warm-up (random initialisation, not the
+    paper's recipe). ``epochs`` default ``sizes.epochs``. Returns the DRACO checkpoint."""
     gamma = sizes.mask_ratio if mask_ratio is None else float(mask_ratio)
     draco = draco_objective(model, mask_ratio=gamma, n2n=n2n, recon=recon)  # checks γ, terms and size first
-    if init_from is None:
+    if not warmup and init_from is not None:
+        raise CryolibError("train_draco: warmup=False starts from a random initialisation; leave init_from out")
+    if not warmup:
+        log.info("DRACO %s from a random initialisation (no warm-up)", model)
+    elif init_from is None:
         if warmup_dir is None:
             raise CryolibError("train_draco needs init_from (a MAE checkpoint) or warmup_dir (where to warm up)")
-        warm = _with_lr(get_objective("mae", model), sizes.base_lr)
-        init_from = _stage(warm, train_set.full_view(), None if val_set is None else val_set.full_view(),
-                           Path(warmup_dir), sizes, sizes.warmup_epochs, seed, device, progress, resume)
-    draco.init_from = str(init_from)
+        init_from = warm_up(train_set, val_set, sizes, model, warmup_dir, seed=seed, device=device,
+                            progress=progress, resume=resume)
+    draco.init_from = None if init_from is None else str(init_from)
     draco = _with_lr(draco, sizes.base_lr)
     return _stage(draco, train_set, val_set, Path(out_dir), sizes, sizes.epochs if epochs is None else int(epochs),
                   seed, device, progress, resume)

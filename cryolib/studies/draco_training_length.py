@@ -20,7 +20,13 @@ token grid, so the same compute per crop), with 4x the crops per micrograph over
 it takes the same steps and sees the same pixels as the profile's run of 4x those epochs, after its own
 plain-MAE warm-up of the profile's length.
 
-Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` (resumable). ``benchmarks/draco_training_length.py``
+A third: is it the recipe? :func:`train_recipe_variant` trains the profile's own length with one change to
+its DRACO stage (:data:`RECIPE_VARIANTS`): 4x the learning rate, every tile of every micrograph (2x the data
+at the default profile), or no warm-up (random initialisation). The runs with a warm-up start from notebook 04's.
+The 16 px block mean (:func:`cryolib.denoise.classical.block_mean`) is scored as a baseline: it is DRACO's
+patch mosaic with nothing learned inside a patch.
+
+Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` and ``recipe_<slug>_<E>ep/`` (resumable). ``benchmarks/draco_training_length.py``
 runs it and writes the tables and the figure.
 """
 
@@ -29,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,14 +47,14 @@ from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.frc import fourier_ring_correlation
 from cryolib.io.micrographs import read_micrograph
 from cryolib.models.vit import get_config
-from cryolib.studies.draco_denoising import (GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size, denoise_all,
-                                             eq11_pairs, score_outputs, study_micrographs, table2_summary)
-from cryolib.studies.draco_pretraining import pretraining_datasets, pretraining_triplets, train_draco
+from cryolib.studies.draco_denoising import (BLOCK, GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size,
+                                             denoise_all, eq11_pairs, score_outputs, study_micrographs, table2_summary)
+from cryolib.studies.draco_pretraining import pretraining_datasets, pretraining_triplets, train_draco, warm_up
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LENGTHS", "PATCH_VARIANTS", "BASELINES", "length_label", "patch_label", "train_lengths",
-           "train_patch_variant", "same_steps_length", "score_lengths", "length_summary", "variant_claims",
+__all__ = ["LENGTHS", "PATCH_VARIANTS", "RecipeVariant", "RECIPE_VARIANTS", "BASELINES", "length_label", "patch_label",
+           "recipe_label", "train_lengths", "train_patch_variant", "train_recipe_variant", "same_steps_length", "score_lengths", "length_summary", "variant_claims",
            "frc_summary", "length_claims", "mean_frc_above"]
 
 #: DRACO epochs (after the warm-up) per profile; each sweep holds the profile's own length (default 64).
@@ -56,8 +62,26 @@ LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 2
 #: (patch px, crop px, DRACO epochs) of the patch-size variant per profile (see the module docstring).
 PATCH_VARIANTS: dict[str, tuple[tuple[int, int, int], ...]] = {"smoke": ((8, 128, 1),), "default": ((8, 64, 16),),
                                                               "full": ()}
+
+
+class RecipeVariant(NamedTuple):
+    """One change to the profile's DRACO stage: ``slug`` names its run folder, ``sizes`` replaces
+    :class:`~cryolib.core.profiles.DracoSizes` fields, ``warmup=False`` starts from a random initialisation."""
+
+    slug: str
+    sizes: dict
+    warmup: bool = True
+
+
+#: Recipe variants per profile (label -> variant), each trained for the profile's own DRACO length.
+RECIPE_VARIANTS: dict[str, dict[str, RecipeVariant]] = {
+    "smoke": {"no warm-up": RecipeVariant("nowarmup", {}, warmup=False)},
+    "default": {"4x lr": RecipeVariant("lr4x", {"base_lr": 4e-2}),
+                "every tile (2x data)": RecipeVariant("alltiles", {"max_tiles_per_micrograph": 0}),
+                "no warm-up": RecipeVariant("nowarmup", {}, warmup=False)},
+    "full": {}}
 #: The peers scored on the same micrographs.
-BASELINES = (RAW, LOWPASS, TOPAZ, GAUSSIAN)
+BASELINES = (RAW, LOWPASS, TOPAZ, GAUSSIAN, BLOCK)
 N_RINGS = 16  # FRC rings from 0 to Nyquist (each 1/32 cycle/px wide)
 SNR_METRICS = ("snr_eq11_db", "true_snr_db", "band_snr_db")  # the claims' columns (dB)
 
@@ -72,6 +96,16 @@ def patch_label(patch_px: int, crop_px: int, epochs: int) -> str:
     return f"DRACO-B, patch {int(patch_px)} ({int(crop_px)} px crops), {int(epochs)} epochs"
 
 
+def _notebook04_warmup(draco_root: Path, sizes) -> Path:
+    """Notebook 04's warm-up folder of the B size (``runs/<profile>/draco/warmup_<model>_<E>ep``)."""
+    return draco_root / f"warmup_{sizes.model_b}_{sizes.warmup_epochs}ep"
+
+
+def recipe_label(variant: str, epochs: int) -> str:
+    """The method label of a recipe variant (a key of :data:`RECIPE_VARIANTS`)."""
+    return f"DRACO-B, {variant}, {int(epochs)} epochs"
+
+
 def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
                   runs_root: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict[int, Path]:
     """DRACO-B of the profile trained for each of ``epochs`` (default :data:`LENGTHS`) DRACO epochs after
@@ -83,7 +117,7 @@ def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: 
     sizes = prof.draco
     train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), sizes, seed=seed)
     root = run_dir(profile, runs_root) / "draco"
-    warmup = root / f"warmup_{sizes.model_b}_{sizes.warmup_epochs}ep"  # notebook 04's (reused when finished)
+    warmup = _notebook04_warmup(root, sizes)  # reused when finished
     return {int(e): train_draco(train_set, val_set, sizes, sizes.model_b, root / f"length_{int(e)}ep",
                                 warmup_dir=warmup, epochs=int(e), seed=seed, device=prof.device, progress=progress)
             for e in lengths}
@@ -108,6 +142,29 @@ def train_patch_variant(profile: str, patch_px: int, crop_px: int, epochs: int, 
     return train_draco(train_set, val_set, small, cfg, root / f"patch{int(patch_px)}_{int(crop_px)}px_{int(epochs)}ep",
                        warmup_dir=root / f"warmup_{name}_{crop_px}px_{sizes.warmup_epochs}ep", epochs=int(epochs),
                        seed=seed, device=prof.device, progress=progress)
+
+
+def train_recipe_variant(profile: str, variant: str, data_root: str | Path | None = None,
+                         runs_root: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
+    """The profile's DRACO-B with one recipe change (``variant``, a key of ``RECIPE_VARIANTS[profile]``),
+    for the profile's own DRACO epochs, from notebook 04's warm-up (or none) -> the DRACO checkpoint in
+    ``runs/<profile>/draco/recipe_<slug>_<E>ep/``."""
+    prof = get_profile(profile)
+    choices = RECIPE_VARIANTS.get(profile, {})
+    if variant not in choices:
+        raise CryolibError(f"unknown recipe variant {variant!r} for profile {profile!r}; choose from {sorted(choices)}")
+    spec, base = choices[variant], prof.draco
+    sizes = dataclasses.replace(base, **spec.sizes)
+    datasets = pretraining_datasets(profile, data_root)
+    root = run_dir(profile, runs_root) / "draco"
+    init = None
+    if spec.warmup:  # notebook 04's warm-up, on the profile's own tiles and lr (reused when finished)
+        train0, val0 = pretraining_triplets(datasets, base, seed=seed)
+        init = warm_up(train0, val0, base, base.model_b, _notebook04_warmup(root, base), seed=seed,
+                       device=prof.device, progress=progress)
+    train_set, val_set = pretraining_triplets(datasets, sizes, seed=seed)
+    return train_draco(train_set, val_set, sizes, sizes.model_b, root / f"recipe_{spec.slug}_{sizes.epochs}ep",
+                       init_from=init, warmup=spec.warmup, seed=seed, device=prof.device, progress=progress)
 
 
 def score_lengths(study: DenoisingStudy, checkpoints: Mapping[int, str | Path], n_rings: int = N_RINGS,
@@ -184,7 +241,9 @@ def frc_summary(frc: pd.DataFrame) -> pd.DataFrame:
 
 def length_claims(summary: pd.DataFrame, checkpoints: Mapping[int, str | Path]) -> pd.DataFrame:
     """What the sweep shows, each as numbers: whether longer training raises DRACO's SNRs, and whether
-    the longest run beats Topaz-Denoise and the low-pass filter on each analog (Eq. 11 and true SNR)."""
+    the longest run beats Topaz-Denoise and the low-pass filter on each analog (Eq. 11, true SNR, band SNR),
+    and (when scored) the 16 px block mean on the true SNRs. Not on Eq. 11: a background box inside one
+    block has zero variance, so the block mean's Eq. 11 is +inf there."""
     lengths = sorted(int(e) for e in checkpoints)
     if len(lengths) < 2:
         raise CryolibError("the sweep needs at least two training lengths")
@@ -194,8 +253,9 @@ def length_claims(summary: pd.DataFrame, checkpoints: Mapping[int, str | Path]) 
         wide = summary.pivot(index="dataset", columns="method", values=metric)
         rows.append(_per_analog_claim(f"{lengths[-1]} epochs raise {metric} over {lengths[0]}",
                                       wide[last] - wide[first]))
+        peers = (TOPAZ, LOWPASS) + ((BLOCK,) if metric != "snr_eq11_db" and BLOCK in wide.columns else ())
         rows += [_per_analog_claim(f"{lengths[-1]} epochs beat {peer} on {metric}", wide[last] - wide[peer])
-                 for peer in (TOPAZ, LOWPASS)]
+                 for peer in peers]
     return pd.DataFrame(rows)
 
 

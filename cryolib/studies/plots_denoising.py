@@ -94,17 +94,18 @@ def frc_figure(frc_mean: pd.DataFrame, methods: Sequence[str], diameter_cycles_p
 
     ``diameter_cycles_per_px``: where 1/diameter lies (a dotted line), when given.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for method in methods:
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    colours = plt.get_cmap("tab20")  # 20 distinct colours: the default cycle repeats after 10 lines
+    for k, method in enumerate(methods):
         sub = frc_mean[frc_mean["method"] == method]
         centre = 0.5 * (sub["low_cycles_per_px"] + sub["high_cycles_per_px"])
-        ax.plot(centre, sub["frc"], marker="o", ms=3, label=method)
+        ax.plot(centre, sub["frc"], marker="o", ms=3, label=method, color=colours(k % 20))
     if diameter_cycles_per_px is not None:
         ax.axvline(diameter_cycles_per_px, color="k", ls=":", lw=0.8)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("spatial frequency (cycles/px)")
     ax.set_ylabel("FRC with the noise-free image")
     ax.set_xlim(0, 0.5)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig

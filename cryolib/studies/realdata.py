@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 REAL_SETS = {"real-10028": 56.0, "real-10059": 36.0}
 RAW = "Raw"
 #: table label -> (registry method, options); pixel sizes are unknown (the header's 1 Å is a placeholder),
-#: so no low-pass in Å can be applied.
-REAL_METHODS = {"Topaz-Denoise": ("topaz", {}), "DRACO (shipped)": ("draco", {})}
+#: so no low-pass in Å can be applied. The shift ensemble is Table 2's own row (``--shifts 2``); the 16 px
+#: block mean is DRACO's patch mosaic with nothing learned inside a patch (a reference, as in Table 2).
+REAL_METHODS = {"Topaz-Denoise": ("topaz", {}), "DRACO (shipped)": ("draco", {}),
+                "DRACO (shipped, 2 x 2 shifts)": ("draco", {"shifts": 2}),
+                "Block mean (16 px)": ("blockmean", {"block_px": 16})}
 
 
 def _pairs(image: np.ndarray, coords: pd.DataFrame, diameter_px: float, n_pairs: int, seed: int):
