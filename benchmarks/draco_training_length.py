@@ -5,8 +5,8 @@ low-pass filter and the best-case Gaussian on the same micrographs (:mod:`cryoli
 
 Trains DRACO-B for each length, the profile's patch-size variant (patch 8 on 64 px crops at default, the
 same steps as the 64-epoch run) and its recipe variants (4x lr, every tile, no warm-up; each for the profile's
-own length), resumably under runs/<profile>/draco/. The 16 px block mean is scored beside them. Needs notebook 01's analogs (and
-reuses notebook 04's warm-up when it is there). Writes
+own length), resumably under runs/<profile>/draco/. The 16 px block mean is scored beside them. Needs
+notebook 01's analogs (and reuses notebook 04's warm-up when it is there). Writes
 results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
 draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring) and
 figures/draco_training_length_frc.png. Takes about 30 minutes at the default profile on 2 idle cores.

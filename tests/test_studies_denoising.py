@@ -125,7 +125,8 @@ def test_headline_metrics_list_an_infinite_eq11_apart():
     block = base[base["method"] == dn.DRACO_B].assign(method=dn.BLOCK)
     block.loc[block.index[0], "snr_eq11_db"] = math.inf  # a background box inside one block: zero variance
     summary = pd.concat([base, block], ignore_index=True)
-    gen = pd.DataFrame({"dataset": ["g"], "method": [dn.RAW], "true_snr_db": [0.0], "band_snr_db": [0.0], "model": ["m"]})
+    gen = pd.DataFrame({"dataset": ["g"], "method": [dn.RAW], "true_snr_db": [0.0], "band_snr_db": [0.0],
+                        "model": ["m"]})
     m = dn.headline_metrics(summary, dn.claims_table(summary), gen)
     assert m["infinite_snr_eq11"] == [dn.BLOCK] and dn.BLOCK not in m["mean_snr_eq11_db"]
     assert all(math.isfinite(v) for v in m["mean_snr_eq11_db"].values()) and dn.BLOCK in m["mean_true_snr_db"]

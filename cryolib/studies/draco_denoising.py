@@ -355,7 +355,8 @@ def headline_metrics(summary: pd.DataFrame, claims: pd.DataFrame, generalisation
     gen = generalisation.groupby("method")[["true_snr_db", "band_snr_db"]].mean()
     eq11 = eq11.dropna()
     return {
-        "mean_snr_eq11_db": eq11[np.isfinite(eq11)].to_dict(), "infinite_snr_eq11": sorted(eq11.index[~np.isfinite(eq11)]),
+        "mean_snr_eq11_db": eq11[np.isfinite(eq11)].to_dict(),
+        "infinite_snr_eq11": sorted(eq11.index[~np.isfinite(eq11)]),
         "mean_true_snr_db": true.dropna().to_dict(),
         "mean_band_snr_db": band.dropna().to_dict(),
         "draco_b_snr_eq11_db": summary[summary["method"] == DRACO_B].set_index("dataset")["snr_eq11_db"].to_dict(),

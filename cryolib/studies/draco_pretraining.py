@@ -42,9 +42,9 @@ from cryolib.training.loop import CHECKPOINT_NAME, TRAIN_LOG_NAME, TrainConfig, 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco", "pretrain_draco_on",
-    "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves", "throughput_table",
-    "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
+    "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco",
+    "pretrain_draco_on", "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves",
+    "throughput_table", "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
 ]
 
 #: The checkpoints notebook 04 writes and notebooks 05/06/08 read.

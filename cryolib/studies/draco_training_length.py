@@ -26,8 +26,8 @@ at the default profile), or no warm-up (random initialisation). The runs with a 
 The 16 px block mean (:func:`cryolib.denoise.classical.block_mean`) is scored as a baseline: it is DRACO's
 patch mosaic with nothing learned inside a patch.
 
-Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` and ``recipe_<slug>_<E>ep/`` (resumable). ``benchmarks/draco_training_length.py``
-runs it and writes the tables and the figure.
+Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` and ``recipe_<slug>_<E>ep/`` (resumable).
+``benchmarks/draco_training_length.py`` runs it and writes the tables and the figure.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from cryolib.core.errors import CryolibError
-from cryolib.core.profiles import get_profile
+from cryolib.core.profiles import DracoSizes, get_profile
 from cryolib.core.results import run_dir
 from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.frc import fourier_ring_correlation
@@ -53,9 +53,10 @@ from cryolib.studies.draco_pretraining import pretraining_datasets, pretraining_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LENGTHS", "PATCH_VARIANTS", "RecipeVariant", "RECIPE_VARIANTS", "BASELINES", "length_label", "patch_label",
-           "recipe_label", "train_lengths", "train_patch_variant", "train_recipe_variant", "same_steps_length", "score_lengths", "length_summary", "variant_claims",
-           "frc_summary", "length_claims", "mean_frc_above"]
+__all__ = ["LENGTHS", "PATCH_VARIANTS", "RecipeVariant", "RECIPE_VARIANTS", "BASELINES", "length_label",
+           "patch_label", "recipe_label", "train_lengths", "train_patch_variant", "train_recipe_variant",
+           "same_steps_length", "score_lengths", "length_summary", "variant_claims", "frc_summary", "length_claims",
+           "mean_frc_above"]
 
 #: DRACO epochs (after the warm-up) per profile; each sweep holds the profile's own length (default 64).
 LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 256), "full": (400,)}
@@ -96,7 +97,7 @@ def patch_label(patch_px: int, crop_px: int, epochs: int) -> str:
     return f"DRACO-B, patch {int(patch_px)} ({int(crop_px)} px crops), {int(epochs)} epochs"
 
 
-def _notebook04_warmup(draco_root: Path, sizes) -> Path:
+def _notebook04_warmup(draco_root: Path, sizes: DracoSizes) -> Path:
     """Notebook 04's warm-up folder of the B size (``runs/<profile>/draco/warmup_<model>_<E>ep``)."""
     return draco_root / f"warmup_{sizes.model_b}_{sizes.warmup_epochs}ep"
 
