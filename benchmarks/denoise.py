@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("draco", "topaz", "draco-shifts2")
 #: Benchmark method -> the `cryolib denoise` flags it runs with.
 FLAGS = {"draco": ["--method", "draco"], "topaz": ["--method", "topaz"],
          "draco-shifts2": ["--method", "draco", "--shifts", "2"]}
+METHODS = tuple(FLAGS)
 #: The child: `cryolib denoise` through cryolib.cli.main (registers the command if cli.py lacks it).
 CHILD = ("import sys; from cryolib import cli; "
          "cli.COMMANDS.setdefault('denoise', ('cryolib.commands.denoise', 'denoise micrographs')); "

@@ -56,10 +56,11 @@ def main(args: argparse.Namespace) -> int:
     denoiser = get_denoiser(args.method)
     if args.checkpoint is not None and not denoiser.takes_checkpoint:
         raise CryolibError(f"--checkpoint applies to draco and mae only, not {args.method!r}")
-    if args.shifts != 1 and not denoiser.takes_checkpoint:
+    takes_shifts = "shifts" in denoiser.options
+    if args.shifts != 1 and not takes_shifts:
         raise CryolibError(f"--shifts applies to draco and mae only, not {args.method!r}")
     seed_everything(args.seed)
-    options = {"shifts": args.shifts} if denoiser.takes_checkpoint else {}
+    options = {"shifts": args.shifts} if takes_shifts else {}
     written = denoise_files(args.method, args.input, args.out, checkpoint=args.checkpoint,
                             pixel_size_A=args.pixel_size_A, **options)
     for stem, path in written.items():

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from cryolib.core.errors import CryolibError
+from cryolib.core.errors import CryolibError, is_whole_number
 from cryolib.denoise.registry import Denoiser, register_denoiser
 
 __all__ = ["LOWPASS_RESOLUTION_A", "BUTTERWORTH_ORDER", "SIGMA_GRID_PX", "lowpass_response", "lowpass_filter",
@@ -97,7 +97,7 @@ def best_gaussian_sigma(image: np.ndarray, clean: np.ndarray,
 def block_mean(image: np.ndarray, block_px: int) -> np.ndarray:
     """Each pixel -> the mean of its ``block_px`` x ``block_px`` block (grid from the top-left corner;
     blocks cut by the border average the pixels they hold) -> float32 (H, W)."""
-    if isinstance(block_px, bool) or not isinstance(block_px, (int, np.integer)) or block_px < 1:
+    if not is_whole_number(block_px) or block_px < 1:
         raise CryolibError(f"block_px must be a whole number of pixels >= 1, got {block_px!r}")
     x = np.asarray(image, dtype=np.float64)
     if x.ndim != 2:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cryolib.core.errors import CryolibError
+from cryolib.core.errors import CryolibError, is_whole_number
 from cryolib.denoise.registry import Denoiser, register_denoiser
 from cryolib.denoise.tiled import denoise_image_tiled
 from cryolib.models.draco import DracoModel, denoise_tiles
@@ -132,7 +132,7 @@ def shift_offsets(patch_px: int, shifts: int = 1) -> list[int]:
     ``shifts=1`` is the paper's single pass (§5.2); ``shifts=2`` moves the patch grid by half a patch,
     4 passes in all (:func:`cryolib.denoise.tiled.denoise_shifted`).
     """
-    if isinstance(shifts, bool) or not isinstance(shifts, (int, np.integer)) or not 1 <= shifts <= patch_px:
+    if not is_whole_number(shifts) or not 1 <= shifts <= patch_px:
         raise CryolibError(f"shifts must be a whole number from 1 to the {patch_px} px patch, got {shifts!r}")
     return [int(round(k * patch_px / shifts)) for k in range(int(shifts))]
 

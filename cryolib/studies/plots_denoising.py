@@ -89,19 +89,14 @@ def snr_bars_figure(summary: pd.DataFrame, methods: Sequence[str]) -> plt.Figure
     return fig
 
 
-def frc_figure(frc_mean: pd.DataFrame, methods: Sequence[str], diameter_cycles_per_px: float | None = None) -> plt.Figure:
-    """Mean FRC with the noise-free image against spatial frequency, one line per method (ring centres).
-
-    ``diameter_cycles_per_px``: where 1/diameter lies (a dotted line), when given.
-    """
+def frc_figure(frc_mean: pd.DataFrame, methods: Sequence[str]) -> plt.Figure:
+    """Mean FRC with the noise-free image against spatial frequency, one line per method (ring centres)."""
     fig, ax = plt.subplots(figsize=(8.5, 3.8))
     colours = plt.get_cmap("tab20")  # 20 distinct colours: the default cycle repeats after 10 lines
     for k, method in enumerate(methods):
         sub = frc_mean[frc_mean["method"] == method]
         centre = 0.5 * (sub["low_cycles_per_px"] + sub["high_cycles_per_px"])
         ax.plot(centre, sub["frc"], marker="o", ms=3, label=method, color=colours(k % 20))
-    if diameter_cycles_per_px is not None:
-        ax.axvline(diameter_cycles_per_px, color="k", ls=":", lw=0.8)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("spatial frequency (cycles/px)")
     ax.set_ylabel("FRC with the noise-free image")

@@ -245,7 +245,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
              picking_generalisation.check_dataset, tables=("picking_generalisation",),
              summary=Summary(keys=("dataset", "method"), extra=("operating_point", "f1", "precision", "recall"))),
     Artifact("draco_training_length", OURS, "DRACO training-length check", "DRACO-B's denoising against its "
-             "training length and patch size, beside Topaz-Denoise on the same micrographs",
+             "training length, patch size and recipe, beside Topaz-Denoise and a 16 px block mean on the same "
+             "micrographs",
              "benchmarks/draco_training_length.py", draco_training_length.score_lengths,
              tables=("draco_training_length", "draco_training_length_frc"), figures=("draco_training_length_frc",),
              claims=(Claims("draco_training_length_claims", draco_training_length.length_claims),),
