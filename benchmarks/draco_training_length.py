@@ -1,15 +1,19 @@
 """DRACO's zero-shot denoising against training length (and a smaller patch), beside Topaz-Denoise, the
 low-pass filter and the best-case Gaussian on the same micrographs (:mod:`cryolib.studies.draco_training_length`).
 
-    .venv/bin/python benchmarks/draco_training_length.py [--profile default] [--epochs 4 16 64 256] [--micrographs 2]
+    .venv/bin/python benchmarks/draco_training_length.py [--profile default] [--epochs 4 16 64 256 1024] \
+        [--micrographs 2]
 
 Trains DRACO-B for each length, the profile's patch-size variant (patch 8 on 64 px crops at default, the
 same steps as the 64-epoch run) and its recipe variants (4x lr, every tile, no warm-up; each for the profile's
 own length), resumably under runs/<profile>/draco/. The 16 px block mean is scored beside them. Needs
 notebook 01's analogs (and reuses notebook 04's warm-up when it is there). Writes
 results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
-draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring) and
-figures/draco_training_length_frc.png. Takes about 30 minutes at the default profile on 2 idle cores.
+draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring),
+draco_training_length_curve.{csv,md} (mean SNRs per length and peer), draco_training_length_trend.{csv,md}
+(gain per doubling of the epochs and the gap to Topaz-Denoise), figures/draco_training_length_frc.png and
+figures/draco_training_length_snr.png. Takes about 70 minutes at the default profile on 2 idle cores
+(the 1024-epoch run alone about 35).
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from cryolib.core.profiles import get_profile
 from cryolib.core.results import save_figure, save_table
 from cryolib.studies import draco_training_length as tl
 from cryolib.studies.draco_denoising import load_study
-from cryolib.studies.plots_denoising import frc_figure
+from cryolib.studies.plots_denoising import frc_figure, length_figure
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--epochs", type=int, nargs="*", default=None, help="DRACO epochs (default: the profile's sweep)")
+    parser.add_argument("--epochs", type=int, nargs="*", default=None,
+                        help="DRACO epochs (default: the profile's sweep)")
     parser.add_argument("--micrographs", type=int, default=2, help="micrographs per Table 2 analog")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -62,10 +67,16 @@ def main() -> int:
     save_table(summary, "draco_training_length", args.profile)
     save_table(claims, "draco_training_length_claims", args.profile)
     save_table(frc_mean, "draco_training_length_frc", args.profile)
+    curve = tl.length_curve(summary, checkpoints)
+    trend = tl.length_trend(curve)
+    save_table(curve, "draco_training_length_curve", args.profile)
+    save_table(trend, "draco_training_length_trend", args.profile)
+    save_figure(length_figure(curve, tl.METRIC_LABELS), "draco_training_length_snr", args.profile)
     methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints)), *variants]
     save_figure(frc_figure(frc_mean, methods), "draco_training_length_frc", args.profile)
     print(summary.round(2).to_string(index=False))
     print(claims.to_string(index=False))
+    print(trend.round(2).to_string(index=False))
     for m in methods:
         print(f"{m}: mean FRC above 1/16 cycle/px {tl.mean_frc_above(frc_mean, m, 1 / 16):.3f}")
     print(f"training {t1 - t0:.0f} s, scoring {time.perf_counter() - t1:.0f} s")

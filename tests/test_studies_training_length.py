@@ -13,7 +13,7 @@ from cryolib.core.errors import CryolibError
 from cryolib.io.datasets import datasets_with_role
 from cryolib.studies import draco_denoising as dn
 from cryolib.studies import draco_training_length as tl
-from cryolib.studies.plots_denoising import frc_figure
+from cryolib.studies.plots_denoising import frc_figure, length_figure
 from test_denoise_networks import tiny_checkpoint
 from test_studies_draco_pretraining import _write_triplet_folder
 
@@ -140,3 +140,50 @@ def test_claims_follow_the_numbers():
     assert f"64 epochs beat {dn.BLOCK} on snr_eq11_db" not in with_block  # +inf where a box sits in one block
     assert tl.length_claims(_summary(-5.0, 1.0, 2.0, -9.0, block=0.5), ckpts).set_index("claim")["supported"][
         f"64 epochs beat {dn.BLOCK} on band_snr_db"]
+
+
+def _curve_summary() -> pd.DataFrame:
+    """Two analogs; DRACO gains 2 dB per doubling from 4 to 16 epochs and 1 dB per doubling from 16 to 64;
+    Topaz sits at 6 dB; the block mean's Eq. 11 is +inf on one analog."""
+    rows = []
+    for d, shift in (("a", -1.0), ("b", 1.0)):
+        for method, epochs, v in ((tl.length_label(4), 4, 0.0), (tl.length_label(16), 16, 4.0),
+                                  (tl.length_label(64), 64, 6.0 - 4.0), (dn.TOPAZ, np.nan, 6.0),
+                                  (dn.BLOCK, np.nan, 1.0)):
+            eq11 = np.inf if (method == dn.BLOCK and d == "a") else v + shift
+            rows.append({"dataset": d, "method": method, "epochs": epochs, "snr_eq11_db": eq11,
+                         "true_snr_db": v + shift, "band_snr_db": v + shift})
+    return pd.DataFrame(rows)
+
+
+def test_length_curve_and_trend_follow_the_numbers():
+    ckpts = {64: "z", 4: "x", 16: "y"}
+    curve = tl.length_curve(_curve_summary(), ckpts)
+    assert list(curve["method"]) == [tl.length_label(4), tl.length_label(16), tl.length_label(64), dn.TOPAZ, dn.BLOCK]
+    assert curve["epochs"].iloc[:3].tolist() == [4, 16, 64] and curve["epochs"].iloc[3:].isna().all()
+    assert curve["true_snr_db"].tolist() == pytest.approx([0.0, 4.0, 2.0, 6.0, 1.0])  # mean of -1 and +1 shifts
+    assert np.isinf(curve.set_index("method").loc[dn.BLOCK, "snr_eq11_db"])
+    trend = tl.length_trend(curve).set_index("metric")
+    # 16 -> 64 epochs is 2 doublings and -2 dB: falling, so no extrapolation
+    assert trend.loc["true_snr_db", "gain_per_doubling_db"] == pytest.approx(-1.0)
+    assert trend.loc["true_snr_db", "gap_to_topaz_denoise_db"] == pytest.approx(-4.0)
+    assert np.isnan(trend.loc["true_snr_db", "doublings_to_reach_at_this_rate"])
+    rising = curve.assign(true_snr_db=[0.0, 2.0, 4.0, 6.0, 1.0])  # 1 dB per doubling, 2 dB short of Topaz
+    again = tl.length_trend(rising).set_index("metric").loc["true_snr_db"]
+    assert again["gain_per_doubling_db"] == pytest.approx(1.0) and again["doublings_to_reach_at_this_rate"] == 2.0
+    assert np.isnan(tl.length_trend(rising, peer=dn.BLOCK).set_index("metric").loc["true_snr_db",
+                                                                                     "doublings_to_reach_at_this_rate"])
+    fig = length_figure(curve, tl.METRIC_LABELS)
+    eq11, true = fig.axes[0], fig.axes[1]
+    assert len(eq11.lines) == 2 and len(true.lines) == 3  # DRACO + Topaz (block +inf left out) / + block
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["DRACO-B", dn.TOPAZ, dn.BLOCK]
+
+
+def test_length_curve_and_trend_reject_what_they_cannot_use():
+    summary = _curve_summary()
+    with pytest.raises(CryolibError, match="none of the sweep"):
+        tl.length_curve(summary, {256: "w"})
+    with pytest.raises(CryolibError, match="two training lengths"):
+        tl.length_trend(tl.length_curve(summary, {4: "x"}))
+    with pytest.raises(CryolibError, match="not in the curve"):
+        tl.length_trend(tl.length_curve(summary, {4: "x", 16: "y"}), peer="nobody")

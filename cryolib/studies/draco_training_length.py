@@ -56,10 +56,10 @@ log = logging.getLogger(__name__)
 __all__ = ["LENGTHS", "PATCH_VARIANTS", "RecipeVariant", "RECIPE_VARIANTS", "BASELINES", "length_label",
            "patch_label", "recipe_label", "train_lengths", "train_patch_variant", "train_recipe_variant",
            "same_steps_length", "score_lengths", "length_summary", "variant_claims", "frc_summary", "length_claims",
-           "mean_frc_above"]
+           "length_curve", "length_trend", "mean_frc_above", "METRIC_LABELS"]
 
 #: DRACO epochs (after the warm-up) per profile; each sweep holds the profile's own length (default 64).
-LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 256), "full": (400,)}
+LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 256, 1024), "full": (400,)}
 #: (patch px, crop px, DRACO epochs) of the patch-size variant per profile (see the module docstring).
 PATCH_VARIANTS: dict[str, tuple[tuple[int, int, int], ...]] = {"smoke": ((8, 128, 1),), "default": ((8, 64, 16),),
                                                               "full": ()}
@@ -85,6 +85,9 @@ RECIPE_VARIANTS: dict[str, dict[str, RecipeVariant]] = {
 BASELINES = (RAW, LOWPASS, TOPAZ, GAUSSIAN, BLOCK)
 N_RINGS = 16  # FRC rings from 0 to Nyquist (each 1/32 cycle/px wide)
 SNR_METRICS = ("snr_eq11_db", "true_snr_db", "band_snr_db")  # the claims' columns (dB)
+#: Axis labels of :data:`SNR_METRICS` (mean over the Table 2 analogs).
+METRIC_LABELS = {"snr_eq11_db": "Eq. 11 SNR (dB)", "true_snr_db": "true SNR, whole image (dB)",
+                 "band_snr_db": "true SNR, particle band (dB)"}
 
 
 def length_label(epochs: int) -> str:
@@ -258,6 +261,49 @@ def length_claims(summary: pd.DataFrame, checkpoints: Mapping[int, str | Path]) 
         rows += [_per_analog_claim(f"{lengths[-1]} epochs beat {peer} on {metric}", wide[last] - wide[peer])
                  for peer in peers]
     return pd.DataFrame(rows)
+
+
+def length_curve(summary: pd.DataFrame, checkpoints: Mapping[int, str | Path]) -> pd.DataFrame:
+    """Mean over the analogs of each SNR (dB) for every DRACO length (ascending ``epochs``) and every baseline
+    of :data:`BASELINES` in ``summary`` (``epochs`` NaN): the numbers behind the training-length figure.
+    A mean with a +inf analog (the block mean's Eq. 11) stays +inf."""
+    lengths = [length_label(e) for e in sorted(int(e) for e in checkpoints)]
+    methods = [m for m in (*lengths, *BASELINES) if m in set(summary["method"])]
+    if not any(m in lengths for m in methods):
+        raise CryolibError("the summary holds none of the sweep's DRACO lengths")
+    sub = summary[summary["method"].isin(methods)]
+    out = sub.groupby("method", sort=False)[list(SNR_METRICS)].mean()
+    out.insert(0, "epochs", sub.groupby("method", sort=False)["epochs"].first())
+    return out.reindex(methods).reset_index()
+
+
+def length_trend(curve: pd.DataFrame, peer: str = TOPAZ) -> pd.DataFrame:
+    """Per SNR metric: the gain per doubling of the DRACO epochs over the sweep's last step (dB), the gap
+    to ``peer`` at the longest run (dB, negative = behind), and, only when DRACO is behind and still
+    gaining, the doublings it would need at that rate. The last column is a straight-line
+    extrapolation in log2(epochs), not a measurement: it says how far off the peer is, not when DRACO gets there."""
+    runs = curve.dropna(subset=["epochs"]).sort_values("epochs")
+    if len(runs) < 2:
+        raise CryolibError("the trend needs at least two training lengths")
+    if peer not in set(curve["method"]):
+        raise CryolibError(f"{peer!r} is not in the curve; it has {sorted(curve['method'])}")
+    prev, last = runs.iloc[-2], runs.iloc[-1]
+    doublings = float(np.log2(last["epochs"] / prev["epochs"]))
+    theirs = curve.set_index("method").loc[peer]
+    rows = []
+    for metric in SNR_METRICS:
+        slope = (last[metric] - prev[metric]) / doublings
+        gap = last[metric] - theirs[metric]
+        need = -gap / slope if gap < 0 and slope > 0 else np.nan
+        rows.append({"metric": metric, "from_epochs": int(prev["epochs"]), "to_epochs": int(last["epochs"]),
+                     "gain_per_doubling_db": float(slope), f"gap_to_{_slug(peer)}_db": float(gap),
+                     "doublings_to_reach_at_this_rate": float(need)})
+    return pd.DataFrame(rows)
+
+
+def _slug(label: str) -> str:
+    """A column-name form of a method label ("Topaz-Denoise" -> "topaz_denoise")."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
 
 
 def mean_frc_above(frc_mean: pd.DataFrame, method: str, cycles_per_px: float) -> float:

@@ -1,6 +1,7 @@
 """Figures of notebook 05: denoised crops side by side (DRACO Figures 4 and 5), masked-input
-reconstructions (Figure 7), Table 2 as bars beside the paper's numbers, and the Fourier ring
-correlation of each output with the noise-free image (``benchmarks/draco_training_length.py``).
+reconstructions (Figure 7), Table 2 as bars beside the paper's numbers, and, for
+``benchmarks/draco_training_length.py``, the Fourier ring correlation of each output with the noise-free
+image and DRACO's SNRs against its training length.
 
 Every panel is shown with its own 1–99 % percentile contrast and NO display filtering, so the
 panels differ only by the denoiser.
@@ -103,4 +104,30 @@ def frc_figure(frc_mean: pd.DataFrame, methods: Sequence[str]) -> plt.Figure:
     ax.set_xlim(0, 0.5)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
+    return fig
+
+
+def length_figure(curve: pd.DataFrame, metrics: Mapping[str, str]) -> plt.Figure:
+    """One panel per SNR metric (``metrics``: column -> axis label): DRACO's mean SNR over the analogs
+    against its training epochs (log2 axis), with each baseline of ``curve`` (``epochs`` NaN) as a
+    dashed horizontal line. Non-finite means (the block mean's Eq. 11) are left out of their panel."""
+    runs = curve.dropna(subset=["epochs"]).sort_values("epochs")
+    peers = curve[curve["epochs"].isna()]
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, (column, label) in zip(axes[0], metrics.items()):
+        ax.plot(runs["epochs"], runs[column], marker="o", color="k", label="DRACO-B")
+        for k, (_, peer) in enumerate(peers.iterrows()):
+            if np.isfinite(peer[column]):
+                ax.axhline(peer[column], ls="--", lw=1, color=colours(k % 10), label=peer["method"])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("DRACO epochs (after the warm-up)")
+        ax.set_ylabel(label)
+    seen: dict = {}  # one legend for all panels; a peer left out of one panel (non-finite) still gets its entry
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(name, handle)
+    fig.legend(list(seen.values()), list(seen), fontsize=8, loc="upper center", ncol=min(len(seen), 6),
+               bbox_to_anchor=(0.5, 1.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig

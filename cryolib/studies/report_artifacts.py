@@ -248,7 +248,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "training length, patch size and recipe, beside Topaz-Denoise and a 16 px block mean on the same "
              "micrographs",
              "benchmarks/draco_training_length.py", draco_training_length.score_lengths,
-             tables=("draco_training_length", "draco_training_length_frc"), figures=("draco_training_length_frc",),
+             tables=("draco_training_length", "draco_training_length_frc", "draco_training_length_curve",
+                     "draco_training_length_trend"),
+             figures=("draco_training_length_snr", "draco_training_length_frc"),
              claims=(Claims("draco_training_length_claims", draco_training_length.length_claims),),
              summary=Summary(keys=("dataset", "method"), extra=("epochs", "snr_eq11_db", "true_snr_db", "band_snr_db"))),
     Artifact("realdata_denoising", OURS, "Real-data denoising check", "Eq. 11 SNR on real CryoPPP micrographs",
