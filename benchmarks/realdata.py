@@ -2,7 +2,11 @@
 Topaz-Denoise vs the shipped DRACO, in one pass and with the 2 x 2 shift ensemble, vs the 16 px block
 mean), with a figure of one micrograph per set.
 
-    .venv/bin/python benchmarks/realdata.py [--root ../shared/realdata] [--profile default] [--n 5]
+    .venv/bin/python benchmarks/realdata.py [--root ../shared/realdata] [--profile default] [--n 5] \
+        [--draco LABEL=CHECKPOINT ...]
+
+``--draco`` adds a DRACO row from another checkpoint (e.g. a run of benchmarks/draco_training_length.py),
+one pass, beside the shipped model.
 
 Writes results/<profile>/realdata/realdata_denoising.{csv,md}, realdata_denoising_per_micrograph.csv and
 realdata_denoising.png. A folder that is absent is skipped with a message (the project never needs it).
@@ -22,7 +26,9 @@ import pandas as pd  # noqa: E402
 
 from cryolib.core.atomic import atomic_path, atomic_write_text  # noqa: E402
 from cryolib.core.results import results_dir  # noqa: E402
-from cryolib.studies.realdata import REAL_SETS, denoising_summary, real_denoising_check  # noqa: E402
+from cryolib.core.errors import CryolibError  # noqa: E402
+from cryolib.studies.realdata import (REAL_METHODS, REAL_SETS, denoising_summary, extra_draco_rows,  # noqa: E402
+                                      real_denoising_check)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +39,13 @@ def main() -> int:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--n", type=int, default=5, help="micrographs per set")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draco", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                        help="also score DRACO from this checkpoint under LABEL (repeatable)")
     args = parser.parse_args()
+    try:
+        methods = REAL_METHODS | extra_draco_rows(args.draco)
+    except CryolibError as err:
+        parser.error(str(err))
     logging.basicConfig(level=logging.INFO)
     out = results_dir(args.profile) / "realdata"
     rows, examples = [], {}
@@ -42,14 +54,14 @@ def main() -> int:
         if not folder.is_dir():
             print(f"skipping {name}: {folder} is absent")
             continue
-        table, ex = real_denoising_check(folder, diameter, n_micrographs=args.n, seed=args.seed)
+        table, ex = real_denoising_check(folder, diameter, n_micrographs=args.n, seed=args.seed, methods=methods)
         rows.append(table)
         examples[name] = ex
     if not rows:
         print("no real data found; nothing written")
         return 0
     per_mic = pd.concat(rows, ignore_index=True)
-    summary = denoising_summary(per_mic)
+    summary = denoising_summary(per_mic, methods)
     with atomic_path(out / "realdata_denoising_per_micrograph.csv") as tmp:
         per_mic.to_csv(tmp, index=False)
     with atomic_path(out / "realdata_denoising.csv") as tmp:

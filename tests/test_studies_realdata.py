@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from cryolib.core.errors import CryolibError
 from cryolib.studies import realdata as rd
 
 
@@ -29,3 +30,32 @@ def test_every_real_method_is_a_registered_denoiser_with_known_options():
     for label, (name, options) in rd.REAL_METHODS.items():
         assert set(options) <= set(get_denoiser(name).options), label
     assert rd.REAL_METHODS["Block mean (16 px)"] == ("blockmean", {"block_px": 16})
+
+
+def test_a_draco_row_with_its_own_checkpoint_uses_it(tiny_sim_10291, tmp_path):
+    from test_denoise_networks import tiny_checkpoint
+
+    from cryolib.denoise import denoise_micrograph
+    from cryolib.io.micrographs import read_micrograph
+    ckpt = tiny_checkpoint(tmp_path / "run", "draco")
+    methods = {"DRACO (tiny run)": ("draco", {"checkpoint": str(ckpt)}), "shipped": ("draco", {})}
+    rows, examples = rd.real_denoising_check(tiny_sim_10291.root, tiny_sim_10291.diameter_px, n_micrographs=1,
+                                             n_pairs=5, methods=methods)
+    first = sorted(tiny_sim_10291.micrographs)[0]
+    image = read_micrograph(first)[0].astype(np.float32)
+    assert np.array_equal(examples["images"]["DRACO (tiny run)"], denoise_micrograph("draco", image, checkpoint=ckpt))
+    assert np.array_equal(examples["images"]["shipped"], denoise_micrograph("draco", image))
+    assert not np.array_equal(examples["images"]["shipped"], examples["images"]["DRACO (tiny run)"])
+
+
+def test_extra_draco_rows_name_existing_checkpoints(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"x")
+    assert rd.extra_draco_rows([f" long run ={ckpt}"]) == {"long run": ("draco", {"checkpoint": str(ckpt)})}
+    for spec, message in (("no-equals", "LABEL=CHECKPOINT"), (f"={ckpt}", "LABEL=CHECKPOINT"),
+                          ("a=", "LABEL=CHECKPOINT"), (f"a={tmp_path / 'missing.pt'}", "no checkpoint at"),
+                          (f"DRACO (shipped)={ckpt}", "already a row")):
+        with pytest.raises(CryolibError, match=message):
+            rd.extra_draco_rows([spec])
+    with pytest.raises(CryolibError, match="already a row"):
+        rd.extra_draco_rows([f"a={ckpt}", f"a={ckpt}"])

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from cryolib.core.errors import CryolibError
 from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.snr import region_pairs, snr_eq11
 from cryolib.io.datasets import load_dataset
 from cryolib.io.micrographs import read_micrograph
 
-__all__ = ["REAL_SETS", "real_denoising_check", "denoising_summary"]
+__all__ = ["REAL_SETS", "REAL_METHODS", "extra_draco_rows", "real_denoising_check", "denoising_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,32 @@ def _pairs(image: np.ndarray, coords: pd.DataFrame, diameter_px: float, n_pairs:
     return region_pairs(flat, coords, diameter_px, n_pairs=n_pairs, seed=seed)
 
 
+def extra_draco_rows(specs: list[str]) -> dict[str, tuple[str, dict]]:
+    """``["LABEL=CHECKPOINT", ...]`` -> {LABEL: ("draco", {"checkpoint": CHECKPOINT})}; each file must exist."""
+    rows = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        label = label.strip()
+        if not sep or not label or not path:
+            raise CryolibError(f"--draco wants LABEL=CHECKPOINT, got {spec!r}")
+        if not Path(path).is_file():
+            raise CryolibError(f"--draco {label}: no checkpoint at {path}")
+        if label in REAL_METHODS or label in rows:
+            raise CryolibError(f"--draco {label}: that label is already a row")
+        rows[label] = ("draco", {"checkpoint": path})
+    return rows
+
+
 def real_denoising_check(folder: str | Path, diameter_px: float, n_micrographs: int = 5, n_pairs: int = 20,
                          seed: int = 0, checkpoint: str | Path | None = None,
                          methods: dict[str, tuple[str, dict]] | None = None) -> tuple[pd.DataFrame, dict]:
     """Eq. 11 SNR (dB) of raw and denoised real micrographs -> (rows per micrograph × method, examples).
 
     The first ``n_micrographs`` micrographs (sorted by name) are used, with the same region pairs for
-    every method. ``checkpoint`` overrides the shipped DRACO model. ``examples`` holds the first
-    micrograph's images per method, for a figure.
+    every method. ``methods``: label -> (registered denoiser, options); default :data:`REAL_METHODS`.
+    ``checkpoint`` overrides the shipped DRACO model for every ``draco`` row whose options name no
+    ``"checkpoint"`` of their own (a row with one, e.g. a longer-trained run, uses it). ``examples``
+    holds the first micrograph's images per method, for a figure.
     """
     ds = load_dataset(folder)
     methods = dict(REAL_METHODS if methods is None else methods)
@@ -63,8 +82,9 @@ def real_denoising_check(folder: str | Path, diameter_px: float, n_micrographs: 
         coords = ds.coordinates(path.stem)
         signal, background = _pairs(image, coords, diameter_px, n_pairs, seed)
         outputs = {RAW: image}
-        outputs.update({label: denoise_micrograph(name, image, None, checkpoint=checkpoint if name == "draco" else None,
-                                                  **opts) for label, (name, opts) in methods.items()})
+        for label, (name, opts) in methods.items():
+            own = {"checkpoint": checkpoint if name == "draco" else None, **opts}
+            outputs[label] = denoise_micrograph(name, image, None, **own)
         rows += [{"dataset": Path(folder).name, "micrograph": path.stem, "method": label, "n_pairs": len(signal),
                   "snr_eq11_db": snr_eq11(out, signal, background)} for label, out in outputs.items()]
         examples = examples or {"micrograph": path.stem, "images": outputs, "coords": coords}
