@@ -143,6 +143,36 @@ def test_throughput_table_and_metrics(runs):
     assert metrics["runs"]["draco-b"]["final_loss_n2n"] > 0 and metrics["runs"]["mae"]["final_loss_n2n"] is None
 
 
+def test_shipping_checkpoint_is_draco_b_or_the_longer_run_it_names(runs, data_root, fast_smoke):
+    runs_root, ckpts = runs
+    assert fast_smoke.draco.shipped_epochs is None  # smoke ships its own DRACO-B: nothing new is trained
+    assert dp.shipping_checkpoint("smoke", data_root, runs_root, progress=False) == ckpts["draco-b"]
+    longer = dataclasses.replace(fast_smoke.draco, shipped_epochs=fast_smoke.draco.epochs + 2)
+    profiles.PROFILES["smoke"] = dataclasses.replace(fast_smoke, draco=longer)
+    try:
+        ship = dp.shipping_checkpoint("smoke", data_root, runs_root, progress=False)
+        again = dp.shipping_checkpoint("smoke", data_root, runs_root, progress=False)  # a finished run is reused
+    finally:
+        profiles.PROFILES["smoke"] = fast_smoke
+    draco = runs_root / "smoke" / "draco"
+    assert ship == again == dp.length_run_dir(draco, longer.shipped_epochs) / "checkpoint.pt"
+    ckpt = load_checkpoint(ship)
+    assert ckpt["epoch"] == longer.shipped_epochs
+    assert ckpt["objective_config"]["init_from"] == str(dp.warmup_run_dir(draco, longer, longer.model_b) /
+                                                       "checkpoint.pt")  # notebook 04's warm-up, not a new one
+    table = dp.throughput_table(ckpts, ship)
+    row = table[table["run"] == f"shipped ({ship.parent.name})"]
+    assert len(row) == 1 and int(row["epochs"].iloc[0]) == longer.shipped_epochs
+    assert len(dp.throughput_table(ckpts, ckpts["draco-b"])) == len(dp.throughput_table(ckpts))  # no double row
+
+
+def test_shipped_epochs_must_be_a_positive_count(fast_smoke):
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(CryolibError, match="shipped_epochs"):
+            dataclasses.replace(fast_smoke.draco, shipped_epochs=bad)
+    assert profiles.get_profile("default").draco.shipped_epochs == 1024
+
+
 def test_figure2_example(runs, data_root, fast_smoke):
     _, val = dp.pretraining_triplets(dp.pretraining_datasets("smoke", data_root), fast_smoke.draco)
     ex = dp.figure2_example(runs[1]["draco-b"], val, index=0, seed=3)

@@ -83,6 +83,15 @@ class DracoSizes:
     ablation_model: str = "draco-tiny"  # the size of notebook 08's ablation runs
     ablation_epochs: int = 1  # DRACO epochs of each ablation run (after the same warm-up)
     ablation_mask_ratios: tuple[float, ...] = (0.5, 0.625, 0.75, 0.875)  # Table 5
+    #: DRACO epochs of the DRACO-B that notebook 04 ships (cryolib/assets/draco_default.pt, what `cryolib denoise`
+    #: and `cryolib curate` use). None: notebook 04's DRACO-B itself (``epochs``).
+    shipped_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.shipped_epochs is not None and (isinstance(self.shipped_epochs, bool)
+                                                or not isinstance(self.shipped_epochs, int) or self.shipped_epochs < 1):
+            raise CryolibError(f"DracoSizes.shipped_epochs must be a positive epoch count or None, "
+                               f"got {self.shipped_epochs!r}")
 
     def model_for(self, key: str) -> str:
         """The model size that stands in for ``key``: "draco-b", "draco-l" or "ablation"."""
@@ -128,12 +137,16 @@ PROFILES: dict[str, Profile] = {
         picking=PickingSizes(topaz_epochs=3, topaz_epoch_size=30, topaz_minibatch=64, n_test_micrographs=0),
         # Notebook 04: 64 DRACO epochs (1,152 steps; draco-cpu-b ~150 tiles/s on 2 idle cores, so ~2 min for B,
         # ~5 for L, ~10 min for the whole notebook). benchmarks/draco_training_length.py measured 4 -> 64 epochs:
-        # Eq. 11 SNR +6.6 dB on the Table 2 analogs (256 epochs: +9.5 dB, at 4x the time). The ablations
+        # Eq. 11 SNR +6.6 dB on the Table 2 analogs (256 epochs: +9.5 dB, at 4x the time; 1024 epochs add detail,
+        # +0.2 dB of true SNR over 256, but lose 1.4 dB of Eq. 11, at 16x the time). The shipped DRACO-B trains
+        # 1024 epochs (~30 min; the particles of real micrographs show in its output, they do not in the
+        # 64-epoch one's: benchmarks/realdata.py), Tables 2, 4 and 6 compare B and L at 64. The ablations
         # (notebook 08, draco-cpu-s) get 16 epochs. base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16:
         # short CPU runs need more than MAE's 1.5e-4.
         draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=128, max_tiles_per_micrograph=8,
                          model_b="draco-cpu-b", model_l="draco-cpu-l", warmup_epochs=2, epochs=64, batch_size=16,
-                         base_lr=1e-2, lr_warmup_epochs=1, ablation_model="draco-cpu-s", ablation_epochs=16),
+                         base_lr=1e-2, lr_warmup_epochs=1, ablation_model="draco-cpu-s", ablation_epochs=16,
+                         shipped_epochs=1024),
     ),
     "full": Profile(
         name="full",

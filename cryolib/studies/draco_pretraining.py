@@ -45,6 +45,7 @@ __all__ = [
     "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco",
     "pretrain_draco_on", "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves",
     "throughput_table", "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
+    "warmup_run_dir", "length_run_dir", "shipping_checkpoint",
 ]
 
 #: The checkpoints notebook 04 writes and notebooks 05/06/08 read.
@@ -123,6 +124,33 @@ def _stage(objective, data, val, out_dir: Path, sizes: DracoSizes, epochs: int, 
     return Path(train(objective, data, config, val_dataset=val, progress=progress).checkpoint)
 
 
+def warmup_run_dir(out_root: str | Path, sizes: DracoSizes, model: str) -> Path:
+    """The plain-MAE warm-up run of ``model`` under ``out_root``, shared by every DRACO run of that size."""
+    return Path(out_root) / f"warmup_{model}_{sizes.warmup_epochs}ep"
+
+
+def length_run_dir(out_root: str | Path, epochs: int) -> Path:
+    """The DRACO-B run of ``epochs`` DRACO epochs after notebook 04's warm-up (the shipped model when
+    ``DracoSizes.shipped_epochs`` differs from ``epochs``; benchmarks/draco_training_length.py's runs)."""
+    return Path(out_root) / f"length_{int(epochs)}ep"
+
+
+def shipping_checkpoint(profile: str, data_root: str | Path | None = None, runs_root: str | Path | None = None,
+                        seed: int = 0, progress: bool = True) -> Path:
+    """The DRACO-B checkpoint notebook 04 ships: its own DRACO-B when ``DracoSizes.shipped_epochs`` is None or
+    ``epochs``; else DRACO-B trained for ``shipped_epochs`` from the same warm-up, on the same tiles, seed and lr
+    schedule, in :func:`length_run_dir` (benchmarks/draco_training_length.py scores the same run under that
+    length, so whichever runs first trains it and the other reuses it)."""
+    prof = get_profile(profile)
+    sizes, root = prof.draco, run_dir(profile, runs_root) / "draco"
+    if sizes.shipped_epochs in (None, sizes.epochs):
+        return draco_checkpoints(profile, runs_root)["draco-b"]
+    train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), sizes, seed=seed)
+    return train_draco(train_set, val_set, sizes, sizes.model_b, length_run_dir(root, sizes.shipped_epochs),
+                       warmup_dir=warmup_run_dir(root, sizes, sizes.model_b), epochs=sizes.shipped_epochs, seed=seed,
+                       device=prof.device, progress=progress)
+
+
 def _run_name(key: str, tag: str | None) -> str:
     return key if tag is None else f"{key}_{tag}"
 
@@ -154,7 +182,7 @@ def pretrain_draco_on(train_set: TripletDataset, val_set: TripletDataset | None,
                             sizes.warmup_epochs + sizes.epochs, seed, device, progress)
     for key, model in models.items():
         out[key] = train_draco(train_set, val_set, sizes, model, out_root / _run_name(key, tag),
-                               warmup_dir=out_root / f"warmup_{model}_{sizes.warmup_epochs}ep",
+                               warmup_dir=warmup_run_dir(out_root, sizes, model),
                                epochs=sizes.ablation_epochs if key == "ablation" else sizes.epochs,
                                mask_ratio=gamma, n2n=n2n, recon=recon, seed=seed, device=device, progress=progress)
     return out
@@ -268,11 +296,14 @@ def _run_row(run: str, ckpt_path: Path) -> dict:
             "paper_crops_per_s": PAPER["crops_per_epoch"] * paper["epochs"] / (paper["hours"] * 3600)}
 
 
-def throughput_table(checkpoints: Mapping[str, str | Path]) -> pd.DataFrame:
+def throughput_table(checkpoints: Mapping[str, str | Path], shipping: str | Path | None = None) -> pd.DataFrame:
     """One row per run (warm-ups included): size, epochs, steps, tiles/s (median of the train log rows,
     this machine), training seconds, last-epoch losses, beside the paper's epochs, hours and crops/s
-    (derived from §5: 270,000 micrographs x 16 crops per epoch)."""
+    (derived from §5: 270,000 micrographs x 16 crops per epoch). ``shipping`` (:func:`shipping_checkpoint`)
+    adds the shipped run as "shipped (<run folder>)" when it is none of ``checkpoints``."""
     runs = dict(checkpoints)
+    if shipping is not None and Path(shipping) not in {Path(p) for p in runs.values()}:
+        runs[f"shipped ({Path(shipping).parent.name})"] = Path(shipping)
     for ckpt in list(runs.values()):
         init = (load_checkpoint(ckpt)["objective_config"] or {}).get("init_from")
         if init and Path(init).is_file():

@@ -49,7 +49,8 @@ from cryolib.io.micrographs import read_micrograph
 from cryolib.models.vit import get_config
 from cryolib.studies.draco_denoising import (BLOCK, GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size,
                                              denoise_all, eq11_pairs, score_outputs, study_micrographs, table2_summary)
-from cryolib.studies.draco_pretraining import pretraining_datasets, pretraining_triplets, train_draco, warm_up
+from cryolib.studies.draco_pretraining import (length_run_dir, pretraining_datasets, pretraining_triplets, train_draco,
+                                               warm_up, warmup_run_dir)
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,6 @@ def patch_label(patch_px: int, crop_px: int, epochs: int) -> str:
     return f"DRACO-B, patch {int(patch_px)} ({int(crop_px)} px crops), {int(epochs)} epochs"
 
 
-def _notebook04_warmup(draco_root: Path, sizes: DracoSizes) -> Path:
-    """Notebook 04's warm-up folder of the B size (``runs/<profile>/draco/warmup_<model>_<E>ep``)."""
-    return draco_root / f"warmup_{sizes.model_b}_{sizes.warmup_epochs}ep"
-
-
 def recipe_label(variant: str, epochs: int) -> str:
     """The method label of a recipe variant (a key of :data:`RECIPE_VARIANTS`)."""
     return f"DRACO-B, {variant}, {int(epochs)} epochs"
@@ -121,8 +117,8 @@ def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: 
     sizes = prof.draco
     train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), sizes, seed=seed)
     root = run_dir(profile, runs_root) / "draco"
-    warmup = _notebook04_warmup(root, sizes)  # reused when finished
-    return {int(e): train_draco(train_set, val_set, sizes, sizes.model_b, root / f"length_{int(e)}ep",
+    warmup = warmup_run_dir(root, sizes, sizes.model_b)  # notebook 04's, reused when finished
+    return {int(e): train_draco(train_set, val_set, sizes, sizes.model_b, length_run_dir(root, e),
                                 warmup_dir=warmup, epochs=int(e), seed=seed, device=prof.device, progress=progress)
             for e in lengths}
 
@@ -164,7 +160,7 @@ def train_recipe_variant(profile: str, variant: str, data_root: str | Path | Non
     init = None
     if spec.warmup:  # notebook 04's warm-up, on the profile's own tiles and lr (reused when finished)
         train0, val0 = pretraining_triplets(datasets, base, seed=seed)
-        init = warm_up(train0, val0, base, base.model_b, _notebook04_warmup(root, base), seed=seed,
+        init = warm_up(train0, val0, base, base.model_b, warmup_run_dir(root, base, base.model_b), seed=seed,
                        device=prof.device, progress=progress)
     train_set, val_set = pretraining_triplets(datasets, sizes, seed=seed)
     return train_draco(train_set, val_set, sizes, sizes.model_b, root / f"recipe_{spec.slug}_{sizes.epochs}ep",
