@@ -11,7 +11,8 @@ notebook 01's analogs (and reuses notebook 04's warm-up when it is there). Write
 results/<profile>/tables/draco_training_length.{csv,md} (per analog and method),
 draco_training_length_claims.{csv,md}, draco_training_length_frc.{csv,md} (mean FRC per ring),
 draco_training_length_curve.{csv,md} (mean SNRs per length and peer), draco_training_length_trend.{csv,md}
-(gain per doubling of the epochs and the gap to Topaz-Denoise), figures/draco_training_length_frc.png and
+(gain per doubling of the epochs and the gap to Topaz-Denoise), draco_training_length_curation.{csv,md} (notebook
+06's linear probe on each length's encoder, held-out curation analogs), figures/draco_training_length_frc.png and
 figures/draco_training_length_snr.png. Takes about 70 minutes at the default profile on 2 idle cores
 (the 1024-epoch run alone about 35).
 """
@@ -27,6 +28,7 @@ import pandas as pd
 from cryolib.core.profiles import get_profile
 from cryolib.core.results import save_figure, save_table
 from cryolib.studies import draco_training_length as tl
+from cryolib.studies.draco_curation import build_curation_set
 from cryolib.studies.draco_denoising import load_study
 from cryolib.studies.plots_denoising import frc_figure, length_figure
 
@@ -38,6 +40,8 @@ def main() -> int:
                         help="DRACO epochs (default: the profile's sweep)")
     parser.add_argument("--micrographs", type=int, default=2, help="micrographs per Table 2 analog")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-curation", action="store_true",
+                        help="skip the curation probe per length (needs notebook 06's curation set)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()
@@ -72,6 +76,10 @@ def main() -> int:
     save_table(curve, "draco_training_length_curve", args.profile)
     save_table(trend, "draco_training_length_trend", args.profile)
     save_figure(length_figure(curve, tl.METRIC_LABELS), "draco_training_length_snr", args.profile)
+    if not args.no_curation:
+        curation = tl.curation_by_length(build_curation_set(args.profile, seed=args.seed), checkpoints, seed=args.seed)
+        save_table(curation, "draco_training_length_curation", args.profile)
+        print(curation.round(3).to_string(index=False))
     methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints)), *variants]
     save_figure(frc_figure(frc_mean, methods), "draco_training_length_frc", args.profile)
     print(summary.round(2).to_string(index=False))

@@ -154,8 +154,8 @@ def test_checkpoint_stats_option(draco_ckpt):
 
 
 def test_missing_shipped_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(networks, "SHIPPED_DRACO", tmp_path / "draco_default.pt")
-    with pytest.raises(CryolibError, match="shipped DRACO model .* is not installed"):
+    monkeypatch.setattr(networks, "SHIPPED_DRACO", tmp_path / "draco_denoiser.pt")
+    with pytest.raises(CryolibError, match="shipped DRACO denoiser .* is not installed"):
         denoise_micrograph("draco", np.zeros((8, 8), np.float32) + np.arange(8))
 
 

@@ -34,10 +34,8 @@ def test_profiles_have_sizes_and_held_out_analogs_are_disjoint():
         dc.curation_sizes("huge")
 
 
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    """One training and one held-out analog, 7 micrographs each (1 good + 1 per defect) of 64 px."""
-    root = tmp_path_factory.mktemp("curation")
+def build_tiny_set(root) -> dc.CurationData:
+    """One training and one held-out analog under ``root``, 7 micrographs each (1 good + 1 per defect) of 64 px."""
     parts = []
     for split, name in (("train", dc.TRAIN_ANALOGS[0]), ("test", dc.TEST_ANALOGS[0])):
         ds = dc.build_curation_analog(name, root / name, TINY_SIZES, seed=0)
@@ -45,7 +43,13 @@ def tiny_set(tmp_path_factory):
         parts.append(pd.DataFrame({"analog": name, "micrograph": meta["micrograph"],
                                    "path": [str(ds.path_of(s)) for s in meta["micrograph"]], "quality": meta["quality"],
                                    "defect": meta["defect"].fillna(""), "split": split}))
-    return root, dc.CurationData(pd.concat(parts, ignore_index=True), TINY_SIZES)
+    return dc.CurationData(pd.concat(parts, ignore_index=True), TINY_SIZES)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curation")
+    return root, build_tiny_set(root)
 
 
 def test_curation_analog_has_the_planned_labels_and_resumes(tiny_set):

@@ -230,6 +230,16 @@ def test_ship_install_and_errors(runs, tmp_path):
     from cryolib.studies.draco_shipping import shipped_draco
 
     assert shipped_draco(assets) == assets / "draco_default.pt"
+    notes = dp.denoiser_notes(1024, 64)
+    den = dp.ship_draco(runs[1]["draco-b"], tmp_path / "out", install=True, name=dp.DENOISER_NAME, notes=notes,
+                        assets_dir=assets)
+    assert den["installed"] == assets / "draco_denoiser.pt" and den["checkpoint"].name == "draco_denoiser.pt"
+    card = (assets / "draco_denoiser.md").read_text()
+    assert "`draco_denoiser.pt`" in card and "1024 DRACO epochs" in card and "trained for 64" in card
+    assert (assets / "draco_default.pt").read_bytes() == out["checkpoint"].read_bytes()  # the backbone is untouched
+    assert "same run as the backbone" in dp.denoiser_notes(64, 64)
+    from cryolib.denoise.networks import SHIPPED_DRACO
+    assert SHIPPED_DRACO.name == "draco_denoiser.pt"  # what `cryolib denoise` uses
     with pytest.raises(CryolibError, match="does not exist yet"):
         shipped_draco(tmp_path / "empty")
     with pytest.raises(CryolibError, match="not DRACO"):

@@ -187,3 +187,21 @@ def test_length_curve_and_trend_reject_what_they_cannot_use():
         tl.length_trend(tl.length_curve(summary, {4: "x"}))
     with pytest.raises(CryolibError, match="not in the curve"):
         tl.length_trend(tl.length_curve(summary, {4: "x", 16: "y"}), peer="nobody")
+
+
+def test_curation_by_length_scores_notebook06s_probe_per_encoder(tmp_path):
+    from test_curate_probe import make_tiny_checkpoint
+    from test_studies_curation import build_tiny_set
+
+    from cryolib.studies import draco_curation as dc
+    data = build_tiny_set(tmp_path)
+    ckpts = {8: make_tiny_checkpoint(tmp_path / "b", seed=1), 2: make_tiny_checkpoint(tmp_path / "a", seed=0)}
+    table = tl.curation_by_length(data, ckpts)
+    assert table["epochs"].tolist() == [2, 8] and table["method"].tolist() == [tl.length_label(2), tl.length_label(8)]
+    for row, (_, ckpt) in zip(table.to_dict("records"), sorted(ckpts.items())):
+        expected = dc.curation_metrics(ckpt, data)
+        assert row["f1"] == pytest.approx(expected["f1"]) and row["accuracy"] == pytest.approx(expected["accuracy"])
+        assert row["correct_good"] == pytest.approx(expected["per_class"].set_index("class").loc["good", "correct"])
+    assert {f"correct_{c}" for c in ("good", "empty", "carbon_only")} <= set(table.columns)
+    with pytest.raises(CryolibError, match="no DRACO checkpoints"):
+        tl.curation_by_length(data, {})

@@ -83,8 +83,9 @@ class DracoSizes:
     ablation_model: str = "draco-tiny"  # the size of notebook 08's ablation runs
     ablation_epochs: int = 1  # DRACO epochs of each ablation run (after the same warm-up)
     ablation_mask_ratios: tuple[float, ...] = (0.5, 0.625, 0.75, 0.875)  # Table 5
-    #: DRACO epochs of the DRACO-B that notebook 04 ships (cryolib/assets/draco_default.pt, what `cryolib denoise`
-    #: and `cryolib curate` use). None: notebook 04's DRACO-B itself (``epochs``).
+    #: DRACO epochs of the DRACO-B that notebook 04 ships as the denoiser (cryolib/assets/draco_denoiser.pt, what
+    #: `cryolib denoise` uses). None: notebook 04's DRACO-B itself (``epochs``). The backbone it ships
+    #: (draco_default.pt: curation, detector) is always notebook 04's DRACO-B.
     shipped_epochs: int | None = None
 
     def __post_init__(self) -> None:
@@ -138,9 +139,9 @@ PROFILES: dict[str, Profile] = {
         # Notebook 04: 64 DRACO epochs (1,152 steps; draco-cpu-b ~150 tiles/s on 2 idle cores, so ~2 min for B,
         # ~5 for L, ~10 min for the whole notebook). benchmarks/draco_training_length.py measured 4 -> 64 epochs:
         # Eq. 11 SNR +6.6 dB on the Table 2 analogs (256 epochs: +9.5 dB, at 4x the time; 1024 epochs add detail,
-        # +0.2 dB of true SNR over 256, but lose 1.4 dB of Eq. 11, at 16x the time). The shipped DRACO-B trains
+        # +0.2 dB of true SNR over 256, but lose 1.4 dB of Eq. 11, at 16x the time). The shipped denoiser trains
         # 1024 epochs (~30 min; the particles of real micrographs show in its output, they do not in the
-        # 64-epoch one's: benchmarks/realdata.py), Tables 2, 4 and 6 compare B and L at 64. The ablations
+        # 64-epoch one's: benchmarks/realdata.py); Tables 2, 4 and 6 compare B and L at 64. The ablations
         # (notebook 08, draco-cpu-s) get 16 epochs. base_lr 1e-2 per 256 gives a peak lr of 6e-4 at batch 16:
         # short CPU runs need more than MAE's 1.5e-4.
         draco=DracoSizes(pretrain_role="cryoemmae_train", tile_px=128, max_tiles_per_micrograph=8,

@@ -41,15 +41,17 @@ __all__ = ["SHIPPED_DRACO", "shipped_draco_checkpoint", "load_denoising_model", 
 
 log = logging.getLogger(__name__)
 
-#: The shipped DRACO model (written by notebook 04; its model card sits beside it as ``.md``).
-SHIPPED_DRACO = Path(__file__).resolve().parent.parent / "assets" / "draco_default.pt"
+#: The shipped DRACO denoiser (written by notebook 04; its model card sits beside it as ``.md``): DRACO-B
+#: trained for ``DracoSizes.shipped_epochs`` (1024 at the default profile). The backbone that curation and the
+#: detector start from is ``assets/draco_default.pt``, notebook 04's 64-epoch DRACO-B (see its card).
+SHIPPED_DRACO = Path(__file__).resolve().parent.parent / "assets" / "draco_denoiser.pt"
 _KINDS = {"draco": DracoModel, "mae": MaskedAutoencoder}
 
 
 def shipped_draco_checkpoint() -> Path:
     """The shipped DRACO checkpoint, or a :class:`CryolibError` that says how to get one."""
     if not SHIPPED_DRACO.is_file():
-        raise CryolibError(f"the shipped DRACO model {SHIPPED_DRACO} is not installed yet; run notebook "
+        raise CryolibError(f"the shipped DRACO denoiser {SHIPPED_DRACO} is not installed yet; run notebook "
                            "04_pretrain_draco with install_checkpoint=True, or pass a DRACO checkpoint "
                            "(--checkpoint runs/<profile>/draco/draco-b/checkpoint.pt)")
     return SHIPPED_DRACO

@@ -37,6 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cryolib.core.errors import CryolibError
+from cryolib.denoise.networks import SHIPPED_DRACO
 from cryolib.denoise.registry import denoise_micrograph, load_denoisers
 from cryolib.evaluate.snr import true_snr_db
 from cryolib.reconstruct.tomography import weighted_back_projection
@@ -127,7 +128,7 @@ def run_study(profile: str, seed: int = 0, checkpoint: Any = None,
     seconds["wbp (5 tomograms)"] = time.perf_counter() - t0
     for method in METHODS[1:]:
         slices[(POST, method)] = _denoise(method, slices[(RECON, RAW)], px, slices[(RECON, REFERENCE)], checkpoint)
-    label = "shipped (cryolib/assets/draco_default.pt)" if checkpoint is None else str(checkpoint)
+    label = f"shipped (cryolib/assets/{SHIPPED_DRACO.name})" if checkpoint is None else str(checkpoint)
     return CryoETResult(profile, seed, series, tilts, slices, tomograms, z, label, seconds)
 
 

@@ -223,7 +223,7 @@ def example_crops(study: DenoisingStudy, datasets: Mapping[str, Dataset]) -> dic
 def _shipped_or_run(study: DenoisingStudy, require_shipped: bool) -> tuple[Path, str]:
     """The shipped DRACO model; if it is not installed yet and not required, this run's DRACO-B (labelled)."""
     if SHIPPED_DRACO.is_file():
-        return SHIPPED_DRACO, "shipped (cryolib/assets/draco_default.pt)"
+        return SHIPPED_DRACO, f"shipped (cryolib/assets/{SHIPPED_DRACO.name})"
     if require_shipped:
         raise CryolibError(f"the shipped DRACO model {SHIPPED_DRACO} is not installed; run notebook 04 with "
                            "install_checkpoint=True first")

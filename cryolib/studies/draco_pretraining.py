@@ -35,7 +35,7 @@ from cryolib.models.draco_masks import complementary_masking
 from cryolib.models.objectives import get_objective
 from cryolib.models.vit import get_config, unpatchify
 from cryolib.processing.triplets import KEYS, TripletDataset
-from cryolib.studies.draco_shipping import ship_draco  # noqa: F401  (re-exported for notebook 04)
+from cryolib.studies.draco_shipping import DENOISER_NAME, denoiser_notes, ship_draco  # noqa: F401  (for notebook 04)
 from cryolib.training.checkpoint import load_checkpoint, load_model
 from cryolib.training.loop import CHECKPOINT_NAME, TRAIN_LOG_NAME, TrainConfig, train
 
@@ -45,7 +45,7 @@ __all__ = [
     "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco",
     "pretrain_draco_on", "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves",
     "throughput_table", "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
-    "warmup_run_dir", "length_run_dir", "shipping_checkpoint",
+    "warmup_run_dir", "length_run_dir", "shipping_checkpoint", "DENOISER_NAME", "denoiser_notes",
 ]
 
 #: The checkpoints notebook 04 writes and notebooks 05/06/08 read.
@@ -335,9 +335,10 @@ def pretraining_claims(curves: pd.DataFrame, throughput: pd.DataFrame) -> pd.Dat
 
 
 def pretraining_metrics(throughput: pd.DataFrame, claims: pd.DataFrame,
-                        shipped: Mapping[str, str | Path] | None = None) -> dict:
+                        shipped: Mapping[str, str | Path] | None = None,
+                        denoiser: Mapping[str, str | Path] | None = None) -> dict:
     """Notebook 04's ``metrics.json`` section: per run steps, last-epoch losses and tiles/s; the claims;
-    the shipped file's size in MB (``shipped``: what :func:`ship_draco` returned)."""
+    the shipped files' sizes in MB (``shipped``, ``denoiser``: what :func:`ship_draco` returned)."""
     keys = ("steps", "tiles_per_s", "final_loss", "final_loss_n2n", "final_loss_recon")
     runs = {str(r["run"]): {k: (None if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in keys}
             for r in throughput.to_dict("records")}
@@ -345,6 +346,9 @@ def pretraining_metrics(throughput: pd.DataFrame, claims: pd.DataFrame,
     if shipped is not None:
         out["shipped_mb"] = Path(shipped["checkpoint"]).stat().st_size / 2**20
         out["installed"] = "installed" in shipped
+    if denoiser is not None:
+        out["denoiser_mb"] = Path(denoiser["checkpoint"]).stat().st_size / 2**20
+        out["denoiser_installed"] = "installed" in denoiser
     return out
 
 

@@ -3,7 +3,8 @@
 The shipped file is still a cryolib checkpoint (``format``, ``objective``, ``model_config``,
 ``model``, ``data_stats``), so :func:`cryolib.training.checkpoint.load_model` rebuilds it; weights
 may be stored as float16 (they are cast back to float32 on load). ``install=True`` also copies the
-file and its card to ``cryolib/assets/draco_default.{pt,md}``, atomically.
+file and its card to ``cryolib/assets/<name>.{pt,md}``, atomically: ``draco_default`` (the backbone that
+curation and the detector start from) or ``draco_denoiser`` (what ``cryolib denoise`` uses).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from cryolib.core.jsonable import to_jsonable
 from cryolib.core.provenance import git_commit
 from cryolib.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
-__all__ = ["ASSETS_DIR", "DEFAULT_NAME", "MAX_MB", "shipped_draco", "ship_draco", "draco_card"]
+__all__ = ["ASSETS_DIR", "DEFAULT_NAME", "DENOISER_NAME", "MAX_MB", "shipped_draco", "ship_draco", "draco_card",
+           "denoiser_notes"]
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_NAME = "draco_default"
+DENOISER_NAME = "draco_denoiser"
 MAX_MB = 20.0
 #: What the shipped file keeps of a training checkpoint (no optimiser, scaler, RNG or history).
 KEPT = ("objective", "objective_config", "model_config", "data_stats", "step", "epoch", "torch_version")
@@ -59,7 +62,8 @@ def ship_draco(checkpoint: str | Path, out_dir: str | Path, install: bool = Fals
     ``dtype``: "float32", "float16" or "auto" (float32 when it fits in ``max_mb`` MB, else float16).
     ``profile``, ``data`` (the pretraining analogs) and ``measured`` (a table of this run's numbers)
     go into the card. ``install``: also copy both to ``assets_dir`` (default ``cryolib/assets``).
-    Everything is checked before anything is written. Returns {"checkpoint", "card"[, "installed"]}.
+    Everything is checked before anything is written. Returns {"checkpoint", "card"[, "installed"]}; the
+    installed copy is ``<assets_dir>/<name>.pt``.
     """
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("objective") != "draco":
@@ -82,9 +86,22 @@ def ship_draco(checkpoint: str | Path, out_dir: str | Path, install: bool = Fals
              "card": atomic_write_text(out_dir / f"{name}.md", card)}
     if install:
         assets = Path(assets_dir or ASSETS_DIR)
-        paths["installed"] = atomic_write_bytes(assets / f"{DEFAULT_NAME}.pt", blob)
-        atomic_write_text(assets / f"{DEFAULT_NAME}.md", card.replace(f"`{name}.pt`", f"`{DEFAULT_NAME}.pt`"))
+        paths["installed"] = atomic_write_bytes(assets / f"{name}.pt", blob)
+        atomic_write_text(assets / f"{name}.md", card)
     return paths
+
+
+def denoiser_notes(epochs: int, backbone_epochs: int) -> str:
+    """The denoiser card's note: how it relates to the backbone ``draco_default.pt`` and why it is trained longer."""
+    if int(epochs) == int(backbone_epochs):
+        return f"**Denoiser.** The same run as the backbone `{DEFAULT_NAME}.pt` ({int(epochs)} DRACO epochs)."
+    return (f"**Why a separate denoiser.** This is DRACO-B trained for {int(epochs)} DRACO epochs; the backbone "
+            f"`{DEFAULT_NAME}.pt` (curation, detector) is the same size trained for {int(backbone_epochs)} from the "
+            "same warm-up. The shorter run's output is a mosaic of 16 px patch means; the longer run learns detail "
+            "inside the patches (benchmarks/draco_training_length.py: true SNR, particle-band SNR and Fourier ring "
+            "correlation with the clean image), and on real micrographs (benchmarks/realdata.py) particles show in "
+            "its output. Its frozen features transfer worse to held-out analogs for curation, so the backbone stays "
+            "the shorter run (README, notebook 06).")
 
 
 def draco_card(shipped: Mapping, filename: str, size_mb: float, measured: pd.DataFrame | None = None,

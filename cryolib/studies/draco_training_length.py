@@ -26,6 +26,9 @@ at the default profile), or no warm-up (random initialisation). The runs with a 
 The 16 px block mean (:func:`cryolib.denoise.classical.block_mean`) is scored as a baseline: it is DRACO's
 patch mosaic with nothing learned inside a patch.
 
+A fourth: does longer training help the encoder as a curation backbone? :func:`curation_by_length` trains
+notebook 06's linear probe on each length's frozen encoder and scores it on the held-out curation analogs.
+
 Checkpoints: ``runs/<profile>/draco/length_<E>ep/`` and ``recipe_<slug>_<E>ep/`` (resumable).
 ``benchmarks/draco_training_length.py`` runs it and writes the tables and the figure.
 """
@@ -47,6 +50,7 @@ from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.frc import fourier_ring_correlation
 from cryolib.io.micrographs import read_micrograph
 from cryolib.models.vit import get_config
+from cryolib.studies.draco_curation import CurationData, curation_metrics
 from cryolib.studies.draco_denoising import (BLOCK, GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size,
                                              denoise_all, eq11_pairs, score_outputs, study_micrographs, table2_summary)
 from cryolib.studies.draco_pretraining import (length_run_dir, pretraining_datasets, pretraining_triplets, train_draco,
@@ -57,7 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LENGTHS", "PATCH_VARIANTS", "RecipeVariant", "RECIPE_VARIANTS", "BASELINES", "length_label",
            "patch_label", "recipe_label", "train_lengths", "train_patch_variant", "train_recipe_variant",
            "same_steps_length", "score_lengths", "length_summary", "variant_claims", "frc_summary", "length_claims",
-           "length_curve", "length_trend", "mean_frc_above", "METRIC_LABELS"]
+           "length_curve", "length_trend", "mean_frc_above", "METRIC_LABELS", "curation_by_length"]
 
 #: DRACO epochs (after the warm-up) per profile; each sweep holds the profile's own length (default 64).
 LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (1, 2), "default": (4, 16, 64, 256, 1024), "full": (400,)}
@@ -300,6 +304,22 @@ def length_trend(curve: pd.DataFrame, peer: str = TOPAZ) -> pd.DataFrame:
 def _slug(label: str) -> str:
     """A column-name form of a method label ("Topaz-Denoise" -> "topaz_denoise")."""
     return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+
+
+def curation_by_length(data: CurationData, checkpoints: Mapping[int, str | Path], seed: int = 0) -> pd.DataFrame:
+    """Notebook 06's linear probe (Table 4's recipe) on each length's frozen encoder, scored on the held-out
+    curation analogs -> one row per length: epochs, accuracy, precision, recall, F1, and ``correct_<class>``
+    (accepted share of the good micrographs, rejected share of each defect class)."""
+    if not checkpoints:
+        raise CryolibError("no DRACO checkpoints to score")
+    rows = []
+    for epochs, ckpt in sorted(checkpoints.items()):
+        res = curation_metrics(ckpt, data, seed)
+        per_class = res["per_class"].set_index("class")["correct"]
+        rows.append({"method": length_label(epochs), "epochs": int(epochs),
+                     **{m: float(res[m]) for m in ("accuracy", "precision", "recall", "f1")},
+                     **{f"correct_{c}": float(v) for c, v in per_class.items()}})
+    return pd.DataFrame(rows)
 
 
 def mean_frc_above(frc_mean: pd.DataFrame, method: str, cycles_per_px: float) -> float:

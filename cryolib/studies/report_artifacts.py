@@ -249,7 +249,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "micrographs",
              "benchmarks/draco_training_length.py", draco_training_length.score_lengths,
              tables=("draco_training_length", "draco_training_length_frc", "draco_training_length_curve",
-                     "draco_training_length_trend"),
+                     "draco_training_length_trend", "draco_training_length_curation"),
              figures=("draco_training_length_snr", "draco_training_length_frc"),
              claims=(Claims("draco_training_length_claims", draco_training_length.length_claims),),
              summary=Summary(keys=("dataset", "method"), extra=("epochs", "snr_eq11_db", "true_snr_db", "band_snr_db"))),
