@@ -52,7 +52,7 @@ def shipped_draco_checkpoint() -> Path:
     """The shipped DRACO checkpoint, or a :class:`CryolibError` that says how to get one."""
     if not SHIPPED_DRACO.is_file():
         raise CryolibError(f"the shipped DRACO denoiser {SHIPPED_DRACO} is not installed yet; run notebook "
-                           "04_pretrain_draco with install_checkpoint=True, or pass a DRACO checkpoint "
+                           "04_pretrain_draco at the default profile (it installs it), or pass a DRACO checkpoint "
                            "(--checkpoint runs/<profile>/draco/draco-b/checkpoint.pt)")
     return SHIPPED_DRACO
 

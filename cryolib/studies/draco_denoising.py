@@ -221,13 +221,13 @@ def example_crops(study: DenoisingStudy, datasets: Mapping[str, Dataset]) -> dic
 
 
 def _shipped_or_run(study: DenoisingStudy, require_shipped: bool) -> tuple[Path, str]:
-    """The shipped DRACO model; if it is not installed yet and not required, this run's DRACO-B (labelled)."""
+    """The shipped DRACO denoiser; if it is not installed yet and not required, this run's DRACO-B (labelled)."""
     if SHIPPED_DRACO.is_file():
         return SHIPPED_DRACO, f"shipped (cryolib/assets/{SHIPPED_DRACO.name})"
     if require_shipped:
-        raise CryolibError(f"the shipped DRACO model {SHIPPED_DRACO} is not installed; run notebook 04 with "
-                           "install_checkpoint=True first")
-    log.warning("the shipped DRACO model is not installed; the generalisation check uses this run's DRACO-B")
+        raise CryolibError(f"the shipped DRACO denoiser {SHIPPED_DRACO} is not installed; run notebook 04 at the "
+                           "default profile first (it installs it)")
+    log.warning("the shipped DRACO denoiser is not installed; the generalisation check uses this run's DRACO-B")
     return study.checkpoints["draco-b"], "this run's DRACO-B (the shipped model is not installed yet)"
 
 

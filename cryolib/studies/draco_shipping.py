@@ -100,8 +100,8 @@ def denoiser_notes(epochs: int, backbone_epochs: int) -> str:
             "same warm-up. The shorter run's output is a mosaic of 16 px patch means; the longer run learns detail "
             "inside the patches (benchmarks/draco_training_length.py: true SNR, particle-band SNR and Fourier ring "
             "correlation with the clean image), and on real micrographs (benchmarks/realdata.py) particles show in "
-            "its output. Its frozen features transfer worse to held-out analogs for curation, so the backbone stays "
-            "the shorter run (README, notebook 06).")
+            "its output. Its frozen features transfer worse to held-out analogs for curation (notebook 06's probe "
+            "per length: tables/draco_training_length_curation.md), so the backbone stays the shorter run.")
 
 
 def draco_card(shipped: Mapping, filename: str, size_mb: float, measured: pd.DataFrame | None = None,
