@@ -6,7 +6,7 @@ Examples::
     cryolib curate --input 'mics/*.mrc' --checkpoint my_head.pt --threshold 0.7 --out curated/
 
 ``--checkpoint`` is a curation head file (:func:`cryolib.curate.head.save_curation_head`; default: the
-shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO model). Writes
+shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backbone, draco_default.pt). Writes
 ``<out>/quality.csv`` (micrograph, label accept/reject, score = P(accept)),
 ``<out>/selected_micrographs.star`` (``_rlnMicrographName`` of the accepted micrographs) and
 ``run.yaml``. Every input is read and scored before the first file is written (one micrograph in

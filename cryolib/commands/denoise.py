@@ -2,14 +2,14 @@
 
 Examples::
 
-    cryolib denoise --input mics/ --out denoised/                      # DRACO, the shipped model
+    cryolib denoise --input mics/ --out denoised/                      # DRACO, the shipped denoiser
     cryolib denoise --method lowpass --input 'mics/*.mrc' --out lp/ --pixel-size-A 3.0
     cryolib denoise --method mae --checkpoint runs/default/draco/mae/checkpoint.pt --input mics/ --out mae/
 
 ``--method`` is a registered denoiser offered on the command line (:func:`cryolib.denoise.denoiser_names`);
-``draco`` (default) uses the shipped checkpoint unless ``--checkpoint`` is given. Writes one MRC per
-input with the same file name in ``--out`` (same shape, stored dtype and pixel size; the pixel size
-comes from the input header, ``--pixel-size-A`` overrides it or supplies it where the header lacks
+``draco`` (default) uses the shipped denoiser (``cryolib/assets/draco_denoiser.pt``) unless ``--checkpoint``
+is given. Writes one MRC per input with the same file name in ``--out`` (same shape, stored dtype and pixel
+size; the pixel size comes from the input header, ``--pixel-size-A`` overrides it or supplies it where the header lacks
 it, and ``lowpass`` needs it) and ``run.yaml``. Every input, the pixel sizes and the checkpoint are
 checked before the first file is written. Notebooks call the same :func:`cryolib.denoise.denoise_files`.
 """
@@ -36,7 +36,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="MICS", help="micrograph folder, glob or file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one MRC per micrograph)")
     parser.add_argument("--checkpoint", default=None, metavar="CKPT",
-                        help="draco/mae: a cryolib checkpoint (draco default: the shipped model)")
+                        help="draco/mae: a cryolib checkpoint "
+                             "(draco default: the shipped denoiser, cryolib/assets/draco_denoiser.pt)")
     parser.add_argument("--pixel-size-A", type=float, default=None, metavar="X",
                         help="pixel size in Å/px; overrides the input headers (lowpass needs one)")
     parser.add_argument("--shifts", type=int, default=1, metavar="N",
