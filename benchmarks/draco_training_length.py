@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--micrographs", type=int, default=2, help="micrographs per Table 2 analog")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-curation", action="store_true",
-                        help="skip the curation probe per length (needs notebook 06's curation set)")
+                        help="skip the curation probe per length (it builds notebook 06's curation set when missing)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()

@@ -7,7 +7,6 @@ possible, the fix. The CLI turns it into a one-line message and exit code 2.
 
 from __future__ import annotations
 
-
 import numbers
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from cryolib.core.errors import CryolibError
+from cryolib.core.errors import CryolibError, is_whole_number
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,7 @@ class DracoSizes:
     shipped_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        if self.shipped_epochs is not None and (isinstance(self.shipped_epochs, bool)
-                                                or not isinstance(self.shipped_epochs, int) or self.shipped_epochs < 1):
+        if self.shipped_epochs is not None and not (is_whole_number(self.shipped_epochs) and self.shipped_epochs >= 1):
             raise CryolibError(f"DracoSizes.shipped_epochs must be a positive epoch count or None, "
                                f"got {self.shipped_epochs!r}")
 

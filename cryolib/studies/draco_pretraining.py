@@ -45,7 +45,7 @@ __all__ = [
     "CHECKPOINT_KEYS", "draco_checkpoints", "pretraining_datasets", "pretraining_triplets", "warm_up", "train_draco",
     "pretrain_draco_on", "pretrain_draco", "ABLATIONS", "pretrain_draco_ablations", "training_curves",
     "throughput_table", "pretraining_claims", "pretraining_metrics", "figure2_example", "ship_draco",
-    "warmup_run_dir", "length_run_dir", "shipping_checkpoint", "DENOISER_NAME", "denoiser_notes",
+    "warmup_run_dir", "length_run_dir", "train_length", "shipping_checkpoint", "DENOISER_NAME", "denoiser_notes",
 ]
 
 #: The checkpoints notebook 04 writes and notebooks 05/06/08 read.
@@ -135,20 +135,30 @@ def length_run_dir(out_root: str | Path, epochs: int) -> Path:
     return Path(out_root) / f"length_{int(epochs)}ep"
 
 
+def train_length(train_set: TripletDataset, val_set: TripletDataset | None, sizes: DracoSizes, out_root: str | Path,
+                 epochs: int, *, seed: int = 0, device: str = "cpu", progress: bool = True) -> Path:
+    """DRACO-B (``sizes.model_b``) for ``epochs`` DRACO epochs from notebook 04's warm-up, in
+    :func:`length_run_dir` under ``out_root`` (a finished run is reused): the one definition of the run that
+    the shipped denoiser and the training-length study share."""
+    out_root = Path(out_root)
+    return train_draco(train_set, val_set, sizes, sizes.model_b, length_run_dir(out_root, epochs),
+                       warmup_dir=warmup_run_dir(out_root, sizes, sizes.model_b), epochs=int(epochs), seed=seed,
+                       device=device, progress=progress)
+
+
 def shipping_checkpoint(profile: str, data_root: str | Path | None = None, runs_root: str | Path | None = None,
                         seed: int = 0, progress: bool = True) -> Path:
     """The DRACO-B checkpoint notebook 04 ships: its own DRACO-B when ``DracoSizes.shipped_epochs`` is None or
     ``epochs``; else DRACO-B trained for ``shipped_epochs`` from the same warm-up, on the same tiles, seed and lr
-    schedule, in :func:`length_run_dir` (benchmarks/draco_training_length.py scores the same run under that
+    schedule (:func:`train_length`; benchmarks/draco_training_length.py scores the same run under that
     length, so whichever runs first trains it and the other reuses it)."""
     prof = get_profile(profile)
     sizes, root = prof.draco, run_dir(profile, runs_root) / "draco"
     if sizes.shipped_epochs in (None, sizes.epochs):
         return draco_checkpoints(profile, runs_root)["draco-b"]
     train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), sizes, seed=seed)
-    return train_draco(train_set, val_set, sizes, sizes.model_b, length_run_dir(root, sizes.shipped_epochs),
-                       warmup_dir=warmup_run_dir(root, sizes, sizes.model_b), epochs=sizes.shipped_epochs, seed=seed,
-                       device=prof.device, progress=progress)
+    return train_length(train_set, val_set, sizes, root, sizes.shipped_epochs, seed=seed, device=prof.device,
+                        progress=progress)
 
 
 def _run_name(key: str, tag: str | None) -> str:

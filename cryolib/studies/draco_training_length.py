@@ -53,7 +53,7 @@ from cryolib.models.vit import get_config
 from cryolib.studies.draco_curation import CurationData, curation_metrics
 from cryolib.studies.draco_denoising import (BLOCK, GAUSSIAN, LOWPASS, RAW, TOPAZ, DenoisingStudy, _pixel_size,
                                              denoise_all, eq11_pairs, score_outputs, study_micrographs, table2_summary)
-from cryolib.studies.draco_pretraining import (length_run_dir, pretraining_datasets, pretraining_triplets, train_draco,
+from cryolib.studies.draco_pretraining import (pretraining_datasets, pretraining_triplets, train_draco, train_length,
                                                warm_up, warmup_run_dir)
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,7 @@ def train_lengths(profile: str, epochs: Sequence[int] | None = None, data_root: 
     sizes = prof.draco
     train_set, val_set = pretraining_triplets(pretraining_datasets(profile, data_root), sizes, seed=seed)
     root = run_dir(profile, runs_root) / "draco"
-    warmup = warmup_run_dir(root, sizes, sizes.model_b)  # notebook 04's, reused when finished
-    return {int(e): train_draco(train_set, val_set, sizes, sizes.model_b, length_run_dir(root, e),
-                                warmup_dir=warmup, epochs=int(e), seed=seed, device=prof.device, progress=progress)
+    return {int(e): train_length(train_set, val_set, sizes, root, e, seed=seed, device=prof.device, progress=progress)
             for e in lengths}
 
 
