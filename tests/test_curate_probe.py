@@ -11,7 +11,7 @@ from cryolib.core.errors import CryolibError
 from cryolib.curate import head as head_mod
 from cryolib.curate import ship as ship_mod
 from cryolib.curate.head import CurationHead, encoder_fingerprint, load_curation_head, load_encoder, save_curation_head
-from cryolib.curate.probe import LinearProbe, classification_metrics, per_class_table
+from cryolib.curate.probe import LinearProbe, class_balance_weights, classification_metrics, per_class_table
 from test_curate_features import TINY, blob_micrographs
 
 
@@ -63,11 +63,71 @@ def test_image_statistics_probe_separates_empty_from_blobs():
     assert ((head.scores(test_images) >= 0.5) == test_y.astype(bool)).mean() > 0.95
 
 
+def _sandwich(n: int, seed: int):
+    """One feature: good in [-1, 1], "blurred" below -2 and "textured" above 2 (good between two defects)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.uniform(-1, 1, n), rng.uniform(-4, -2, n), rng.uniform(2, 4, n)])
+    noise = rng.normal(0.0, 1.0, (3 * n, 3))  # features that carry nothing
+    return np.column_stack([x, noise]), np.array(["good"] * n + ["blurred"] * n + ["textured"] * n)
+
+
+def test_class_head_accepts_good_between_two_defects_where_a_binary_head_cannot():
+    x, names = _sandwich(60, 0)
+    x_test, names_test = _sandwich(60, 1)
+    truth = names_test == "good"
+    binary = LinearProbe().fit(x, (names == "good").astype(int))
+    by_class = LinearProbe().fit(x, names)
+    assert by_class.classes == ("blurred", "good", "textured")
+    assert (by_class.predict(x_test) == truth).mean() > 0.95
+    assert (binary.predict(x_test) == truth).mean() < 0.8  # one hyperplane cannot bound good on both sides
+    p = by_class.class_probabilities(x_test)
+    assert p.shape == (180, 3) and np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_class_balance_weights_by_hand():
+    w = class_balance_weights(["good"] * 4 + ["a"] * 2 + ["b"])  # N = 7: good 0.5·7/4, a 0.25·7/2, b 0.25·7/1
+    assert w == pytest.approx([0.875] * 4 + [0.875] * 2 + [1.75]) and w.mean() == pytest.approx(1.0)
+    binary = class_balance_weights([1, 1, 1, 0])  # scikit-learn's "balanced": N / (2 n_class)
+    assert binary == pytest.approx([4 / 6] * 3 + [2.0])
+    assert class_balance_weights(["", "empty"]) == pytest.approx([1.0, 1.0])  # "" is good
+
+
+def test_binary_head_is_a_plain_logistic_regression_and_reads_the_older_state():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5))
+    y = (x[:, 0] + 0.3 * rng.normal(size=40) > 0).astype(int)
+    probe = LinearProbe().fit(x, y)
+    assert probe.classes == ("good", "reject") and not probe.weight[0].any()  # scikit-learn's row is P(reject)'s
+    z = (x - probe.mean) / probe.std
+    logit_accept = -(z @ probe.weight[1] + probe.bias[1])
+    assert probe.scores(x) == pytest.approx(1 / (1 + np.exp(-logit_accept)))
+    # the older state stored the accept logit's weights as one row
+    old = {"c": 1.0, "mean": probe.mean, "std": probe.std, "weight": -probe.weight[1], "bias": -float(probe.bias[1])}
+    assert np.array_equal(LinearProbe.from_state(old).scores(x), probe.scores(x))
+    assert np.array_equal(LinearProbe.from_state(probe.state_dict()).scores(x), probe.scores(x))
+
+
+def test_probe_bad_labels_and_states():
+    with pytest.raises(CryolibError, match="1 \\(accept\\) or 0"):
+        LinearProbe().fit(np.eye(3), [0, 1, 2])
+    with pytest.raises(CryolibError, match="both accepted"):
+        LinearProbe().fit(np.eye(3), ["empty", "thick_ice", "empty"])
+    with pytest.raises(CryolibError, match="quality-class names"):
+        LinearProbe().fit(np.eye(2), [None, "good"])
+    state = LinearProbe().fit(np.eye(3), ["good", "empty", "carbon_only"]).state_dict()
+    with pytest.raises(CryolibError, match="class names"):
+        LinearProbe.from_state({**state, "classes": ["good", "empty"]})
+    with pytest.raises(CryolibError, match="no 'good' class"):
+        LinearProbe.from_state({**state, "classes": ["a", "b", "c"]})
+
+
 def test_probe_bad_inputs():
     with pytest.raises(CryolibError, match="not trained"):
         LinearProbe().scores(np.zeros((2, 3)))
     with pytest.raises(CryolibError, match="both"):
         LinearProbe().fit(np.zeros((4, 3)), [1, 1, 1, 1])
+    with pytest.raises(CryolibError, match="labels"):
+        LinearProbe().fit(np.zeros((4, 3)), [1, 0, 1])
     probe = LinearProbe().fit(np.eye(4), [0, 1, 0, 1])
     with pytest.raises(CryolibError, match="dimensions"):
         probe.scores(np.zeros((1, 5)))
@@ -102,6 +162,23 @@ def test_head_round_trip_gives_identical_scores(tiny_ckpt, tmp_path):
     assert back.name == "tiny" and back.threshold == 0.4 and back.card == {"trained_on": "blobs"}
     assert np.array_equal(back.scores(images), head.scores(images))
     assert path.stat().st_size < 100_000  # the probe only, no encoder weights
+
+
+def test_head_on_encoder_and_statistics_round_trips_with_class_labels(tiny_ckpt, tmp_path):
+    images, y = _easy_set(4)
+    names = ["good" if v else ("empty" if i % 2 else "carbon_only") for i, v in enumerate(y)]
+    model, _ = load_encoder(tiny_ckpt)
+    head = CurationHead("tiny+stats", LinearProbe(), {"kind": "encoder+image_statistics", "max_tiles": 4,
+                                                      "n_bands": 4}, encoder=str(tiny_ckpt),
+                        encoder_sha256=encoder_fingerprint(model))
+    features = head.featurise(images)
+    assert features.shape == (8, model.cfg.embed_dim + 2 + 4)  # embedding, then the statistics
+    head.probe.fit(features, names)
+    back = load_curation_head(save_curation_head(tmp_path / "head.pt", head))
+    assert back.probe.classes == ("carbon_only", "empty", "good")
+    assert np.array_equal(back.scores(images), head.scores(images))
+    with pytest.raises(CryolibError, match="needs its encoder"):
+        CurationHead("x", LinearProbe(), {"kind": "encoder+image_statistics"})
 
 
 def test_head_checks_its_encoder_fingerprint(tiny_ckpt, tmp_path):

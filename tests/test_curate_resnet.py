@@ -34,9 +34,21 @@ def test_training_is_seeded_and_scores_are_probabilities():
     assert np.array_equal(a, b)
 
 
+def test_class_labels_give_one_output_per_class_and_accept_is_good():
+    images = blob_micrographs(4, size_px=64, seed=1) + blob_micrographs(4, size_px=64, blobs=False, seed=2)
+    names = ["good"] * 4 + ["empty", "empty", "carbon_only", "carbon_only"]
+    curator = train_resnet(images, names, size_px=32, epochs=1, batch_size=4, seed=3)
+    assert curator.classes == ("carbon_only", "empty", "good") and curator.model.fc.out_features == 3
+    with torch.no_grad():
+        p = torch.softmax(curator.model(curator._batch(images)), dim=1)[:, 2].double().numpy()
+    assert np.array_equal(curator.scores(images), p)
+
+
 def test_bad_inputs():
     images = blob_micrographs(2, size_px=64)
     with pytest.raises(CryolibError, match="both"):
         train_resnet(images, [1, 1], size_px=32, epochs=1)
     with pytest.raises(CryolibError, match="labels"):
         train_resnet(images, [1], size_px=32, epochs=1)
+    with pytest.raises(CryolibError, match="1 \\(accept\\) or 0"):
+        train_resnet(images, [1, 3], size_px=32, epochs=1)

@@ -3,7 +3,9 @@
 One small file (``torch.save`` of plain types and tensors, read with ``weights_only=True``):
 
 * ``format``: :data:`HEAD_FORMAT`; ``name``; ``threshold`` (accept when P(accept) >= it);
-* ``features``: ``{"kind": "encoder" | "image_statistics", "max_tiles", "n_bands"}``;
+* ``features``: ``{"kind": "encoder" | "image_statistics" | "encoder+image_statistics", "max_tiles",
+  "n_bands"}``; the last concatenates the encoder embedding and the image statistics
+  (:mod:`cryolib.curate.features`), one linear head on both;
 * ``encoder``: the checkpoint the features come from, as a path or ``"asset:<file>"`` (a file in
   ``cryolib/assets/``, e.g. the shipped DRACO model ``asset:draco_default.pt``), and
   ``encoder_sha256``, the fingerprint of its encoder weights (:func:`encoder_fingerprint`), checked
@@ -44,7 +46,7 @@ HEAD_FORMAT = "cryolib-curation-head/1"
 ASSETS_DIR = Path(cryolib.__file__).resolve().parent / "assets"
 DEFAULT_ENCODER = "asset:draco_default.pt"  # the shipped DRACO model
 DEFAULT_HEAD = ASSETS_DIR / "draco_curation.pt"  # the shipped curation head
-FEATURE_KINDS = ("encoder", "image_statistics")
+FEATURE_KINDS = ("encoder", "image_statistics", "encoder+image_statistics")
 
 
 def resolve_encoder(ref: str | os.PathLike) -> Path:
@@ -103,7 +105,7 @@ class CurationHead:
         kind = self.features.get("kind")
         if kind not in FEATURE_KINDS:
             raise CryolibError(f"unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}")
-        if kind == "encoder" and not self.encoder:
+        if kind != "image_statistics" and not self.encoder:
             raise CryolibError("an encoder-feature head needs its encoder checkpoint")
         if not (np.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise CryolibError(f"threshold must be a probability in [0, 1], got {self.threshold}")
@@ -120,10 +122,14 @@ class CurationHead:
 
     def featurise(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Features [N, D] of micrographs (2-D arrays in counts)."""
-        if self.features["kind"] == "image_statistics":
-            return np.stack([image_statistics(im, int(self.features.get("n_bands", N_BANDS))) for im in images])
-        model, stats = self.load_encoder()
-        return encoder_features(model, images, stats, int(self.features.get("max_tiles", 16)))
+        kind, parts = self.features["kind"], []
+        if kind != "image_statistics":
+            model, stats = self.load_encoder()
+            parts.append(encoder_features(model, images, stats, int(self.features.get("max_tiles", 16))))
+        if kind != "encoder":
+            n_bands = int(self.features.get("n_bands", N_BANDS))
+            parts.append(np.stack([image_statistics(im, n_bands) for im in images]))
+        return np.hstack(parts)
 
     def scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """P(accept) per micrograph -> [N]."""
@@ -167,6 +173,6 @@ def load_curation_head(path: str | os.PathLike | None = None) -> CurationHead:
     head = CurationHead(name=str(obj["name"]), probe=probe, features=dict(obj["features"]), encoder=obj.get("encoder"),
                         encoder_sha256=obj.get("encoder_sha256"), threshold=float(obj["threshold"]),
                         card=dict(obj.get("card") or {}))
-    if head.features["kind"] == "encoder":
+    if head.features["kind"] != "image_statistics":
         resolve_encoder(head.encoder)
     return head

@@ -1,10 +1,12 @@
 """The supervised baseline of DRACO Table 4: a ResNet18 trained from scratch (App. D.2) to accept/reject.
 
-``torchvision.models.resnet18(num_classes=2)`` with a 1-channel first convolution, on the
+``torchvision.models.resnet18`` with a 1-channel first convolution and one output per class of its
+labels (accept/reject, or the quality classes as for the linear head, :mod:`cryolib.curate.probe`;
+P(accept) = softmax P("good")), on the
 micrographs in shot-noise units ``(x − mean)/sqrt(mean)`` (unit noise for pure shot noise at any
 dose, as the image statistics of :mod:`cryolib.curate.features`), downsampled to ``size_px`` (area
 averaging). Augmentation: the 8 flips/rotations of the square. AdamW,
-cross-entropy with class-balanced weights, a fixed seed; the paper trains 50 epochs at batch 128.
+cross-entropy weighted as the linear head is (:func:`~cryolib.curate.probe.class_balance_weights`), a fixed seed; the paper trains 50 epochs at batch 128.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cryolib.core.errors import CryolibError
+from cryolib.curate.probe import ACCEPT, class_balance_weights, quality_labels
 from cryolib.processing.preprocess import resize
 from cryolib.processing.triplets import dihedral
 
@@ -27,12 +30,12 @@ log = logging.getLogger(__name__)
 __all__ = ["ResNetCurator", "resnet18_1ch", "downsample_noise_units", "train_resnet"]
 
 
-def resnet18_1ch(seed: int = 0) -> nn.Module:
-    """ResNet18 with 2 outputs (reject, accept) and a 1-channel stem, initialised from ``seed``."""
+def resnet18_1ch(seed: int = 0, num_classes: int = 2) -> nn.Module:
+    """ResNet18 with ``num_classes`` outputs and a 1-channel stem, initialised from ``seed``."""
     from torchvision.models import resnet18
 
     torch.manual_seed(seed)
-    model = resnet18(num_classes=2)
+    model = resnet18(num_classes=num_classes)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     return model
@@ -50,10 +53,11 @@ def downsample_noise_units(image: np.ndarray, size_px: int) -> np.ndarray:
 
 @dataclass
 class ResNetCurator:
-    """A trained ResNet18 curator: the network and its input size (px)."""
+    """A trained ResNet18 curator: the network, its input size (px) and its output classes."""
 
     model: nn.Module
     size_px: int
+    classes: tuple[str, ...] = ("good", "reject")
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         x = np.stack([downsample_noise_units(im, self.size_px) for im in images])
@@ -64,24 +68,26 @@ class ResNetCurator:
         """P(accept) per micrograph -> [N]."""
         self.model.eval()
         x = self._batch(images)
-        out = [F.softmax(self.model(chunk), dim=1)[:, 1] for chunk in x.split(batch_size)]
+        accept = self.classes.index(ACCEPT)
+        out = [F.softmax(self.model(chunk), dim=1)[:, accept] for chunk in x.split(batch_size)]
         return torch.cat(out).double().numpy()
 
 
-def train_resnet(images: Sequence[np.ndarray], accept: Sequence[int], size_px: int = 128, epochs: int = 10,
-                 batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> ResNetCurator:
-    """Train :func:`resnet18_1ch` from scratch on micrographs (counts) with labels 1 = accept."""
-    y = torch.as_tensor(np.asarray(accept).astype(int).ravel())
-    if len(y) != len(images) or len(y) == 0:
-        raise CryolibError(f"{len(images)} micrographs but {len(y)} labels")
-    if set(y.tolist()) != {0, 1}:
-        raise CryolibError("the ResNet18 needs both accepted (1) and rejected (0) micrographs to train on")
+def train_resnet(images: Sequence[np.ndarray], labels: Sequence[int] | Sequence[str], size_px: int = 128,
+                 epochs: int = 10, batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> ResNetCurator:
+    """Train :func:`resnet18_1ch` from scratch on micrographs (counts) with labels 1/0 (accept/reject) or
+    quality-class names (one output per class)."""
+    names = quality_labels(labels)
+    if len(names) != len(images) or len(names) == 0:
+        raise CryolibError(f"{len(images)} micrographs but {len(names)} labels")
+    sample_weight = class_balance_weights(names)  # raises without both accepted and rejected micrographs
     if epochs < 1 or size_px < 32:
         raise CryolibError(f"need epochs >= 1 and size_px >= 32, got {epochs} and {size_px}")
+    classes = tuple(sorted(set(names)))
+    y = torch.as_tensor([classes.index(c) for c in names])
+    weight = torch.tensor([float(sample_weight[names == c][0]) for c in classes])
     small = np.stack([downsample_noise_units(im, size_px) for im in images])  # [N, s, s]
-    model = resnet18_1ch(seed)
-    counts = torch.bincount(y, minlength=2).double()
-    weight = (len(y) / (2 * counts)).float()
+    model = resnet18_1ch(seed, len(classes))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -97,4 +103,4 @@ def train_resnet(images: Sequence[np.ndarray], accept: Sequence[int], size_px: i
             loss.backward()
             opt.step()
         log.debug("resnet18 epoch %d: last loss %.4f", epoch, float(loss.detach()))
-    return ResNetCurator(model.eval(), int(size_px))
+    return ResNetCurator(model.eval(), int(size_px), classes)

@@ -43,12 +43,14 @@ def write_curation_card(head_path: str | os.PathLike, head: CurationHead, evalua
     lines = [
         f"# Model card: `{path.name}` (micrograph curation head)",
         "",
-        "**What it is.** A linear accept/reject head (logistic regression on standardised features) on the frozen",
-        "encoder's mean-pooled patch embedding (DRACO 2024 §5.3, linear probing). `cryolib curate` uses the shipped",
-        "head when no `--checkpoint` is given. Score = P(accept); accept when score >= the threshold.",
+        "**What it is.** A linear head (logistic regression on standardised features) on the frozen encoder's",
+        "mean-pooled patch embedding (DRACO 2024 §5.3, linear probing), with the image statistics beside it when the",
+        "features say so. It scores the quality classes it was trained on (`classes` below); score = P(accept) =",
+        "P(good); accept when score >= the threshold. `cryolib curate` uses the shipped head when no `--checkpoint`",
+        "is given.",
         "",
         f"- Name: `{head.name}`; threshold {head.threshold:g}; file {size_kb:.1f} kB (the probe only).",
-        f"- Features: {head.features}.",
+        f"- Features: {head.features}; classes: {', '.join(head.probe.classes)}.",
         f"- Encoder: `{head.encoder}` (weights sha256 `{head.encoder_sha256}`).",
         f"- Trained on: {head.card}",
         "",
@@ -79,8 +81,8 @@ def ship_curation_head(head: CurationHead, evaluation: pd.DataFrame, out_dir: st
     """
     if evaluation.empty:
         raise CryolibError("ship_curation_head needs the evaluation table for the model card")
-    if head.features.get("kind") != "encoder":
-        raise CryolibError("only an encoder-feature head is shipped (the DRACO curation head)")
+    if head.features.get("kind") == "image_statistics":
+        raise CryolibError("only a head on DRACO's encoder is shipped (the DRACO curation head)")
     head = dataclasses.replace(head, card={**head.card, **dict(card or {})}, _encoder_cache=None)
     if install:
         model, _ = load_encoder(DEFAULT_ENCODER)  # raises a clear error until the DRACO model is shipped
