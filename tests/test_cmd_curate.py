@@ -68,7 +68,25 @@ def test_curate_writes_quality_and_star_selection(mics, stats_head, tmp_path, ca
     assert read_selection_star(out / "selected_micrographs.star") == list(quality["micrograph"][:3])
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["command"] == "curate" and run["n_accepted"] == 3 and run["threshold"] == 0.5
+    assert run["out_of_range"] == {}  # every micrograph is like the head's training micrographs
     assert "3/6 micrographs accepted" in io.out
+
+
+def test_curate_reports_micrographs_outside_the_training_range(mics, stats_head, tmp_path, capsys):
+    folder = tmp_path / "mics"
+    folder.mkdir()
+    for p in mics.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    dim = np.random.default_rng(0).poisson(1.0, (64, 64)).astype(np.float32)  # 1 e/px: far below the training dose
+    write_mrc(folder / "zz_dim.mrc", dim, 4.0)
+    out = tmp_path / "curated"
+    code, io = _run(["curate", "--input", str(folder), "--checkpoint", str(stats_head), "--out", str(out)], capsys)
+    assert code == 0, io.err
+    assert "1 outside the head's training range" in io.out
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    assert list(run["out_of_range"]) == [str(folder / "zz_dim.mrc")]
+    assert run["out_of_range"][str(folder / "zz_dim.mrc")].startswith("log10_mean_counts z=-")
+    assert list(pd.read_csv(out / "quality.csv").columns) == ["micrograph", "label", "score"]  # the file keeps its form
 
 
 def test_curate_threshold_and_encoder_head(mics, encoder_head, tmp_path, capsys):

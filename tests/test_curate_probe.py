@@ -181,6 +181,23 @@ def test_head_on_encoder_and_statistics_round_trips_with_class_labels(tiny_ckpt,
         CurationHead("x", LinearProbe(), {"kind": "encoder+image_statistics"})
 
 
+def test_out_of_range_names_the_statistic_far_from_the_training_micrographs(tiny_ckpt):
+    images, y = _easy_set(8)
+    head = CurationHead("stats", LinearProbe(), {"kind": "image_statistics", "n_bands": 4})
+    head.probe.fit(head.featurise(images), y)
+    same_dose, _ = _easy_set(4, seed=11)
+    assert head.out_of_range(head.featurise(same_dose)) == [""] * 8
+    low_dose = [np.random.default_rng(5).poisson(1.0, (64, 64)).astype(np.float32)]  # 1 e/px: 100x below training
+    flag = head.out_of_range(head.featurise(low_dose))[0]
+    assert flag.startswith("log10_mean_counts z=-")
+    mean, std = head.probe.mean[0], head.probe.std[0]
+    expected = (np.log10(low_dose[0].mean()) - mean) / std  # the statistic's own z, by hand
+    assert float(flag.split("z=")[1]) == pytest.approx(expected, abs=0.051)  # printed to 0.1
+    assert head.out_of_range(head.featurise(low_dose), z_max=1e9) == [""]
+    encoder_only = CurationHead("enc", LinearProbe(), {"kind": "encoder"}, encoder=str(tiny_ckpt))
+    assert encoder_only.out_of_range(np.zeros((3, 5))) == [""] * 3  # no statistics, no check
+
+
 def test_head_checks_its_encoder_fingerprint(tiny_ckpt, tmp_path):
     other = make_tiny_checkpoint(tmp_path / "other", seed=1)
     head = CurationHead("tiny", LinearProbe().fit(np.eye(32)[:4], [0, 1, 0, 1]), {"kind": "encoder"},

@@ -59,3 +59,23 @@ def test_extra_draco_rows_name_existing_checkpoints(tmp_path):
             rd.extra_draco_rows([spec])
     with pytest.raises(CryolibError, match="already a row"):
         rd.extra_draco_rows([f"a={ckpt}", f"a={ckpt}"])
+
+
+def test_real_curation_check_scores_every_micrograph_and_summarises(tiny_sim_10291):
+    from cryolib.curate.head import CurationHead
+    from cryolib.curate.probe import LinearProbe
+    from test_curate_features import blob_micrographs
+
+    images = blob_micrographs(6, blobs=True, seed=1) + blob_micrographs(6, blobs=False, seed=2)
+    head = CurationHead("stats", LinearProbe(), {"kind": "image_statistics", "n_bands": 4})
+    head.probe.fit(head.featurise(images), ["good"] * 6 + ["empty"] * 6)
+    rows = rd.real_curation_check(tiny_sim_10291.root, head)
+    n = len(list((tiny_sim_10291.root / "micrographs").glob("*.mrc")))
+    assert len(rows) == n and list(rows.columns) == ["dataset", "micrograph", "label", "score", "likeliest_class",
+                                                     "out_of_range"]
+    assert set(rows["likeliest_class"]) <= {"good", "empty"} and rows["score"].between(0, 1).all()
+    summary = rd.curation_summary(rows).iloc[0]
+    assert summary["micrographs"] == n and summary["accepted"] == int((rows["label"] == "accept").sum())
+    assert summary["outside_training_range"] == int((rows["out_of_range"] != "").sum())
+    counts = rows["likeliest_class"].value_counts()
+    assert summary["likeliest_classes"] == ", ".join(f"{c} {k}" for c, k in counts.items())

@@ -9,8 +9,9 @@ Examples::
 shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backbone, draco_default.pt). Writes
 ``<out>/quality.csv`` (micrograph, label accept/reject, score = P(accept)),
 ``<out>/selected_micrographs.star`` (``_rlnMicrographName`` of the accepted micrographs) and
-``run.yaml``. Every input is read and scored before the first file is written (one micrograph in
-memory at a time). Notebooks call the
+``run.yaml`` (with ``out_of_range``: the micrographs outside the head's training range, whose scores
+mean little, and the image statistic that put each there). Every input is read and scored before the
+first file is written (one micrograph in memory at a time). Notebooks call the
 same :func:`cryolib.curate.select.curate_micrographs`.
 """
 
@@ -64,7 +65,11 @@ def main(args: argparse.Namespace) -> int:
     write_quality_csv(out / QUALITY_CSV, table)
     write_selection_star(out / SELECTION_STAR, accepted)
     threshold = table.attrs["threshold"]
+    outside = table[table["out_of_range"] != ""]
     write_run_yaml(out, "curate", args, t0, head=head.name, encoder=head.encoder, threshold=threshold,
-                   n_micrographs=len(table), n_accepted=len(accepted))
-    print(f"{len(accepted)}/{len(table)} micrographs accepted (threshold {threshold:g}) -> {out / SELECTION_STAR}")
+                   n_micrographs=len(table), n_accepted=len(accepted),
+                   out_of_range=dict(zip(outside["micrograph"], outside["out_of_range"])))
+    warning = f"; {len(outside)} outside the head's training range (run.yaml)" if len(outside) else ""
+    print(f"{len(accepted)}/{len(table)} micrographs accepted (threshold {threshold:g}){warning} "
+          f"-> {out / SELECTION_STAR}")
     return 0

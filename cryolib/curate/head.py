@@ -13,6 +13,15 @@ One small file (``torch.save`` of plain types and tensors, read with ``weights_o
 * ``probe``: the probe's standardisation and weights; ``card``: a JSON-able model card.
 
 The head stores no encoder weights (it stays a few kB); the encoder checkpoint is loaded on use.
+
+Training range (:meth:`CurationHead.out_of_range`). A head with image statistics knows where its
+training micrographs lay: the probe's feature mean and std. A micrograph whose statistic lies more
+than :data:`OUT_OF_RANGE_Z` training standard deviations away is outside that range, and its score
+means little: the statistics assume counts (e⁻ per pixel) at the training dose, so an 8-bit,
+downsampled or normalised image (CryoPPP's PNGs, `../shared/realdata/`: |z| 10–13, a Fano factor
+below shot noise and high-frequency power cut by the downsampling, which the head reads as severe
+drift) or another dose lands there. Held-out simulated analogs stayed within |z| 3.7. The encoder
+embedding gets no such check: its features reach |z| 17 on held-out analogs that the head scores right.
 """
 
 from __future__ import annotations
@@ -34,19 +43,20 @@ import cryolib
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
 from cryolib.core.files import load_torch_file
-from cryolib.curate.features import N_BANDS, encoder_features, image_statistics
+from cryolib.curate.features import N_BANDS, encoder_features, image_statistics, image_statistics_names
 from cryolib.curate.probe import LinearProbe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HEAD_FORMAT", "ASSETS_DIR", "DEFAULT_ENCODER", "DEFAULT_HEAD", "CurationHead", "load_encoder",
-           "encoder_fingerprint", "resolve_encoder", "save_curation_head", "load_curation_head"]
+__all__ = ["HEAD_FORMAT", "ASSETS_DIR", "DEFAULT_ENCODER", "DEFAULT_HEAD", "OUT_OF_RANGE_Z", "CurationHead",
+           "load_encoder", "encoder_fingerprint", "resolve_encoder", "save_curation_head", "load_curation_head"]
 
 HEAD_FORMAT = "cryolib-curation-head/1"
 ASSETS_DIR = Path(cryolib.__file__).resolve().parent / "assets"
 DEFAULT_ENCODER = "asset:draco_default.pt"  # the shipped DRACO model
 DEFAULT_HEAD = ASSETS_DIR / "draco_curation.pt"  # the shipped curation head
 FEATURE_KINDS = ("encoder", "image_statistics", "encoder+image_statistics")
+OUT_OF_RANGE_Z = 6.0  # |z| of an image statistic beyond which a micrograph is outside the training range
 
 
 def resolve_encoder(ref: str | os.PathLike) -> Path:
@@ -134,6 +144,18 @@ class CurationHead:
     def scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """P(accept) per micrograph -> [N]."""
         return self.probe.scores(self.featurise(images))
+
+    def out_of_range(self, features: np.ndarray, z_max: float = OUT_OF_RANGE_Z) -> list[str]:
+        """Per row of ``features`` [N, D] (from :meth:`featurise`): "" when every image statistic lies within
+        ``z_max`` training standard deviations of the training mean, else the farthest one, e.g.
+        ``"log10_mean_counts z=-11.2"`` (module docstring). A head without image statistics returns all ""."""
+        if self.features["kind"] == "encoder":
+            return [""] * len(features)
+        names = image_statistics_names(int(self.features.get("n_bands", N_BANDS)))
+        part = slice(-len(names), None)
+        z = (np.asarray(features, dtype=np.float64)[:, part] - self.probe.mean[part]) / self.probe.std[part]
+        worst = np.abs(z).argmax(axis=1)
+        return [f"{names[j]} z={z[i, j]:+.1f}" if abs(z[i, j]) > z_max else "" for i, j in enumerate(worst)]
 
 
 def save_curation_head(path: str | os.PathLike, head: CurationHead) -> Path:

@@ -1,6 +1,9 @@
 """Curate micrographs with a curation head: scores, accept/reject labels and the files ``cryolib curate`` writes.
 
-``quality.csv``: micrograph, label (accept/reject), score (P(accept)). ``selected_micrographs.star``:
+``quality.csv``: micrograph, label (accept/reject), score (P(accept)). A micrograph outside the head's
+training range (:meth:`~cryolib.curate.head.CurationHead.out_of_range`) is logged as a warning, and
+:func:`curate_micrographs` names the statistic in its ``out_of_range`` column (the CLI writes the list
+to ``run.yaml``). ``selected_micrographs.star``:
 a RELION-compatible selection, block ``data_micrographs`` with ``_rlnMicrographName`` of each accepted
 micrograph (the path as given), the STAR file RELION's Select job writes and Import/CTF jobs read.
 """
@@ -27,7 +30,9 @@ __all__ = ["curate_micrographs", "write_quality_csv", "write_selection_star", "r
 def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | str | os.PathLike | None = None,
                        threshold: float | None = None) -> pd.DataFrame:
     """Score micrographs with a curation head (default: the shipped one) -> DataFrame with columns
-    micrograph (path as given), label ("accept"/"reject"), score (P(accept)); ``attrs["threshold"]``.
+    micrograph (path as given), label ("accept"/"reject"), score (P(accept)), likeliest_class (the head's
+    most probable quality class), out_of_range ("" or the image statistic outside the head's training
+    range); ``attrs["threshold"]``.
 
     Micrographs are read and scored one at a time (memory stays at one micrograph); a file that
     cannot be read raises before the caller has written anything.
@@ -39,11 +44,21 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     head = head if isinstance(head, CurationHead) else load_curation_head(head)
     if not paths:
         raise CryolibError("no micrographs to curate")
-    scores = np.array([head.scores([read_micrograph(p)[0]])[0] for p in paths], dtype=np.float64)
+    features = np.vstack([head.featurise([read_micrograph(p)[0]]) for p in paths])  # [N, D]
+    probabilities = head.probe.class_probabilities(features)  # [N, K]
+    scores = head.probe.scores(features)
     t = head.threshold if threshold is None else float(threshold)
     table = pd.DataFrame({"micrograph": [str(p) for p in paths],
-                          "label": np.where(scores >= t, "accept", "reject"), "score": scores})
+                          "label": np.where(scores >= t, "accept", "reject"), "score": scores,
+                          "likeliest_class": [head.probe.classes[k] for k in probabilities.argmax(axis=1)],
+                          "out_of_range": head.out_of_range(features)})
     table.attrs["threshold"] = t
+    outside = table[table["out_of_range"] != ""]
+    if len(outside):
+        log.warning("%d of %d micrographs lie outside the training range of curation head %s (e.g. %s: %s); their "
+                    "scores mean little. The head expects motion-corrected sums in counts (e-/px) near its training "
+                    "dose, not 8-bit, downsampled or normalised images", len(outside), len(table), head.name,
+                    Path(outside["micrograph"].iloc[0]).name, outside["out_of_range"].iloc[0])
     log.info("curated %d micrographs with %s: %d accepted (threshold %.3g)", len(table), head.name,
              int((table["label"] == "accept").sum()), t)
     return table

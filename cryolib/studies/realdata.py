@@ -4,6 +4,10 @@ A method that only works on our own simulator is not done, so every denoiser is 
 micrographs that no simulator made. These folders are optional: nothing in the notebooks needs them,
 and ``benchmarks/realdata.py`` skips a folder that is absent.
 
+Curation (:func:`real_curation_check`): the shipped curation head on every micrograph of a set, with
+its most probable class and whether the micrograph lies inside the head's training range. CryoPPP
+micrographs are curated data, so a working head accepts nearly all of them.
+
 Real micrographs have no clean image, so only DRACO's Eq. 11 SNR is measured. Its regions come from
 CryoPPP's picks: signal boxes on isolated picks, background boxes in pick-free ice whose standard
 deviation in a blurred copy of the raw micrograph (σ = diameter/4 px, a stand-in for the clean image
@@ -27,7 +31,8 @@ from cryolib.evaluate.snr import region_pairs, snr_eq11
 from cryolib.io.datasets import load_dataset
 from cryolib.io.micrographs import read_micrograph
 
-__all__ = ["REAL_SETS", "REAL_METHODS", "extra_draco_rows", "real_denoising_check", "denoising_summary"]
+__all__ = ["REAL_SETS", "REAL_METHODS", "extra_draco_rows", "real_denoising_check", "denoising_summary",
+           "real_curation_check", "curation_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +105,30 @@ def denoising_summary(rows: pd.DataFrame, methods: Sequence[str] | None = None) 
     raw = long[long["method"] == RAW].set_index("dataset")["mean_snr_eq11_db"]
     long["gain_over_raw_db"] = long["mean_snr_eq11_db"] - long["dataset"].map(raw)
     return long
+
+
+def real_curation_check(folder: str | Path, head=None) -> pd.DataFrame:
+    """A curation head (default: the shipped one) on every micrograph of a real set -> one row per
+    micrograph: dataset, micrograph, label, score, likeliest_class, out_of_range
+    (:func:`cryolib.curate.select.curate_micrographs`)."""
+    from cryolib.curate.select import curate_micrographs
+
+    ds = load_dataset(folder)
+    paths = sorted(ds.micrographs)
+    table = curate_micrographs(paths, head)
+    table.insert(0, "dataset", Path(folder).name)
+    table["micrograph"] = [Path(p).stem for p in paths]
+    return table
+
+
+def curation_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: micrographs, accepted, outside the training range, median P(accept) and the likeliest
+    classes with their counts (e.g. ``"severe_drift 10"``)."""
+    out = []
+    for name, g in rows.groupby("dataset", sort=False):
+        counts = g["likeliest_class"].value_counts()
+        out.append({"dataset": name, "micrographs": len(g), "accepted": int((g["label"] == "accept").sum()),
+                    "outside_training_range": int((g["out_of_range"] != "").sum()),
+                    "median_score": float(g["score"].median()),
+                    "likeliest_classes": ", ".join(f"{c} {n}" for c, n in counts.items())})
+    return pd.DataFrame(out)
