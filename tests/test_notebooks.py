@@ -150,20 +150,21 @@ def _check_draco_pretraining(m: dict, tables: Path) -> None:
 def _check_curation(m: dict, tables: Path) -> None:
     """06: Table 4 for every method, counts of the balanced curation set, the claims tested."""
     from cryolib.studies import draco_curation as dc
-    methods = {"DRACO-B", "DRACO-L", dc.ENCODER_METHODS["mae"], dc.RESNET, dc.STATS}
+    methods = {"DRACO-B", "DRACO-L", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.RESNET, dc.RESNET_CLASSES, dc.STATS}
     assert set(m["f1"]) == methods and set(m["accuracy"]) == methods
+    assert m["shipped_head_f1"] == m["f1"][dc.DRACO_STATS]
     assert all(0.0 <= v <= 1.0 for v in [*m["f1"].values(), *m["accuracy"].values()])
     assert m["best_draco"] in ("DRACO-B", "DRACO-L") and 0.0 <= m["best_draco_f1"] <= 1.0
     assert isinstance(m["draco_beats_resnet"], bool)
     sizes = dc.curation_sizes("smoke")
     per_analog = sizes.n_good + 6 * sizes.n_per_defect
     assert m["n_train"] == per_analog * sizes.n_train_analogs and m["n_test"] == per_analog * sizes.n_test_analogs
-    assert m["claims_tested"] == 6 and 0 <= m["claims_supported"] <= 6
+    assert m["claims_tested"] == 8 and 0 <= m["claims_supported"] <= 8
     t4 = pd.read_csv(tables / "table4_curation.csv")
-    assert len(t4) == 6 and t4["paper_f1"].notna().sum() == 5 and t4["f1"].notna().sum() == 5
+    assert len(t4) == 8 and t4["paper_f1"].notna().sum() == 5 and t4["f1"].notna().sum() == 7
     per_class = pd.read_csv(tables / "table4_per_class.csv")
-    assert len(per_class) == 5 * 7 and per_class["correct"].between(0, 1).all()
-    assert len(pd.read_csv(tables / "table4_claims.csv")) == 7
+    assert len(per_class) == 7 * 7 and per_class["correct"].between(0, 1).all()
+    assert len(pd.read_csv(tables / "table4_claims.csv")) == 9
 
 
 def _check_draco_picking(m: dict, tables: Path) -> None:
