@@ -156,3 +156,14 @@ def test_class_examples_one_per_class(tiny_set):
     _, data = tiny_set
     ex = dc.class_examples(data)
     assert list(ex) == ["good", *dc.DEFECT_CLASSES] and all(isinstance(v, np.ndarray) and v.shape == (64, 64) for v in ex.values())
+
+
+def test_table4_tick_labels_stay_distinct():
+    from cryolib.studies.plots_curation import short_method_names, table4_figure
+
+    methods = ["DRACO-B", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.STATS, dc.RESNET, dc.RESNET_CLASSES]
+    assert short_method_names(methods) == ["DRACO-B", "MAE", "DRACO-B + image statistics", "Image statistics",
+                                           "ResNet18, from scratch", "ResNet18, quality classes"]
+    fig = table4_figure(dc.table4(_results({m: 0.8 for m in methods})))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(labels) == len(set(labels)) == len(methods) + 1  # Miffi's reported row too

@@ -53,6 +53,14 @@ def confusion_figure(per_class: pd.DataFrame):
     return fig
 
 
+def short_method_names(methods: list[str]) -> list[str]:
+    """Tick labels: a method's name without its parenthesis ("MAE (linear probe)" -> "MAE"), except where two
+    names would then read the same: those keep the parenthesis' last part ("ResNet18, quality classes")."""
+    short = [m.split(" (")[0] for m in methods]
+    return [s if short.count(s) == 1 or "(" not in m else f"{s}, {m.split(' (', 1)[1].rstrip(')').split(', ')[-1]}"
+            for m, s in zip(methods, short)]
+
+
 def table4_figure(t4: pd.DataFrame):
     """Grouped bars of the four metrics per method: ours (filled) beside the paper's (hatched)."""
     methods = list(t4["method"])
@@ -62,9 +70,10 @@ def table4_figure(t4: pd.DataFrame):
         ax.bar(x - 0.2, t4[metric].fillna(0), 0.4, label="ours", color="tab:blue")
         ax.bar(x + 0.2, t4[f"paper_{metric}"].fillna(0), 0.4, label="paper (Table 4)", color="white",
                edgecolor="tab:gray", hatch="//")
-        ax.set_xticks(x, [m.split(" (")[0] for m in methods], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(x, short_method_names(methods), rotation=45, ha="right", fontsize=8)
         ax.set_title(metric)
         ax.set_ylim(0, 1.05)
-    axes[0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=2,
+               bbox_to_anchor=(0.5, 1.0))
     return fig
