@@ -1,7 +1,9 @@
-"""Micrograph curation (DRACO 2024 §5.3): a linear accept/reject head on a frozen encoder's embedding.
+"""Micrograph curation (DRACO 2024 §5.3): a linear head on a frozen encoder's embedding (and, in the
+shipped head, image statistics beside it) that accepts or rejects micrographs.
 
-``features`` (encoder embedding and image statistics), ``probe`` (:class:`LinearProbe` and the
-Table 4 metrics), ``head`` (the curation head file: probe + encoder reference), ``resnet`` (the
+``features`` (encoder embedding and image statistics), ``probe`` (:class:`LinearProbe`, 2-class or
+over the quality classes, and the Table 4 metrics), ``head`` (the curation head file: probe +
+encoder reference + its training-range check), ``resnet`` (the
 ResNet18-from-scratch baseline) and ``select`` (:func:`curate_micrographs` and the files
 ``cryolib curate`` writes)."""
 
