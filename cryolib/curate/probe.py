@@ -82,7 +82,7 @@ class LinearProbe:
 
     ``c``: inverse L2 strength (scikit-learn's C). ``fit(x, labels)`` with labels 1/0 (accept/reject,
     the 2-class head) or quality-class names (the K-class head). A 2-class head is stored as K = 2
-    with a zero row for "reject", so P(accept) = σ(w · z + b) as in a plain logistic regression.
+    with a zero row for its first class, so its P(accept) is the plain logistic regression's σ(±(w · z + b)).
     """
 
     def __init__(self, c: float = 1.0, max_iter: int = 5000):
