@@ -112,3 +112,23 @@ def test_encoder_features_are_mean_pooled_tokens():
     assert feats.shape == (2, 32) and np.allclose(feats[0], feats[1])
     with pytest.raises(CryolibError):
         encoder_features(model, [])
+
+
+def test_relative_to_session_centres_the_mean_counts_per_session_only():
+    from cryolib.curate.features import relative_to_session
+
+    stats = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [10.0, 8.0], [12.0, 9.0]])
+    out = relative_to_session(stats, ["a", "a", "a", "b", "b"])
+    assert out[:, 0] == pytest.approx([-1.0, 0.0, 1.0, -1.0, 1.0])  # minus each session's median (2 and 11)
+    assert np.array_equal(out[:, 1], stats[:, 1]) and stats[0, 0] == 1.0  # other columns and the input untouched
+    assert relative_to_session(stats)[:, 0] == pytest.approx(stats[:, 0] - 3.0)  # None: one session
+    # a dose change multiplies every count: relative to its session, the statistic does not move
+    rng = np.random.default_rng(0)
+    low = [image_statistics(rng.poisson(50.0 * f, (64, 64)).astype(np.float32)) for f in (0.8, 1.0, 1.2)]
+    high = [image_statistics(rng.poisson(200.0 * f, (64, 64)).astype(np.float32)) for f in (0.8, 1.0, 1.2)]
+    both = relative_to_session(np.stack(low + high), ["low"] * 3 + ["high"] * 3)
+    assert both[:3, 0] == pytest.approx(both[3:, 0], abs=0.01)
+    with pytest.raises(CryolibError, match="session labels"):
+        relative_to_session(stats, ["a"])
+    with pytest.raises(CryolibError, match="shape"):
+        relative_to_session(np.zeros(3))

@@ -198,6 +198,24 @@ def test_out_of_range_names_the_statistic_far_from_the_training_micrographs(tiny
     assert encoder_only.out_of_range(np.zeros((3, 5))) == [""] * 3  # no statistics, no check
 
 
+def test_a_session_relative_head_scores_a_session_at_another_dose_as_at_its_own():
+    images, y = _easy_set(8)
+    relative = CurationHead("rel", LinearProbe(), {"kind": "image_statistics", "n_bands": 4, "session_relative": True})
+    absolute = CurationHead("abs", LinearProbe(), {"kind": "image_statistics", "n_bands": 4})
+    for head in (relative, absolute):
+        head.probe.fit(head.featurise(images), y)
+    raw = relative.absolute_features(images)
+    assert np.array_equal(absolute.session_features(raw), raw)  # no flag: nothing changes
+    moved = relative.session_features(raw, ["s"] * 8 + ["t"] * 8)
+    assert np.median(moved[:8, 0]) == 0.0 and np.median(moved[8:, 0]) == 0.0 and np.array_equal(moved[:, 1:], raw[:, 1:])
+    brighter = blob_micrographs(4, blobs=True, seed=9, dose=400.0) + blob_micrographs(4, blobs=False, seed=19,
+                                                                                       dose=400.0)  # 4x the dose
+    truth = np.array([True] * 4 + [False] * 4)
+    assert ((relative.scores(brighter) >= 0.5) == truth).mean() > 0.95
+    assert relative.out_of_range(relative.featurise(brighter)) == [""] * 8
+    assert all(flag.startswith("log10_mean_counts") for flag in absolute.out_of_range(absolute.featurise(brighter)))
+
+
 def test_head_checks_its_encoder_fingerprint(tiny_ckpt, tmp_path):
     other = make_tiny_checkpoint(tmp_path / "other", seed=1)
     head = CurationHead("tiny", LinearProbe().fit(np.eye(32)[:4], [0, 1, 0, 1]), {"kind": "encoder"},

@@ -153,6 +153,9 @@ def _check_curation(m: dict, tables: Path) -> None:
     methods = {"DRACO-B", "DRACO-L", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.RESNET, dc.RESNET_CLASSES, dc.STATS}
     assert set(m["f1"]) == methods and set(m["accuracy"]) == methods
     assert m["shipped_head_f1"] == m["f1"][dc.DRACO_STATS]
+    assert set(m["unseen_settings_f1"]) == methods  # every method also on the settings no training saw
+    unseen = pd.read_csv(tables / "curation_unseen_settings.csv")
+    assert len(unseen) == len(methods) and (unseen["micrographs"] == unseen["good"] + unseen["bad"]).all()
     assert all(0.0 <= v <= 1.0 for v in [*m["f1"].values(), *m["accuracy"].values()])
     assert m["best_draco"] in ("DRACO-B", "DRACO-L") and 0.0 <= m["best_draco_f1"] <= 1.0
     assert isinstance(m["draco_beats_resnet"], bool)

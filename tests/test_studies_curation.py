@@ -135,7 +135,8 @@ def test_the_shipped_head_sees_the_embedding_and_the_statistics(tiny_set, tmp_pa
     _, data = tiny_set
     ckpt = make_tiny_checkpoint(tmp_path / "run")
     head = dc.encoder_head(ckpt, data, seed=0, with_statistics=True)
-    assert head.features["kind"] == "encoder+image_statistics"
+    assert head.features["kind"] == "encoder+image_statistics" and head.features["session_relative"] is True
+    assert data.sessions("test") == [dc.TEST_ANALOGS[0]] * 7
     assert head.probe.classes == tuple(sorted(dc.QUALITY_CLASSES))  # trained on the quality classes
     scores = head.scores(data.images("test"))
     assert scores.shape == (7,) and np.all((scores >= 0) & (scores <= 1))
@@ -167,3 +168,16 @@ def test_table4_tick_labels_stay_distinct():
     fig = table4_figure(dc.table4(_results({m: 0.8 for m in methods})))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert len(labels) == len(set(labels)) == len(methods) + 1  # Miffi's reported row too
+
+
+def test_unseen_settings_results_score_every_method_per_session(tiny_set):
+    _, data = tiny_set
+    head = dc.stats_head(data)
+    accept_all = type("AcceptAll", (), {"scores": lambda self, images: np.ones(len(images))})()
+    table = dc.unseen_settings_results({dc.STATS: {"head": head}, "everything": {"model": accept_all}}, data)
+    assert list(table["method"]) == [dc.STATS, "everything"]
+    row = table.set_index("method").loc["everything"]
+    assert row["micrographs"] == 7 and row["good"] == 1 and row["bad"] == 6
+    assert row["good_accepted"] == 1.0 and row["bad_rejected"] == 0.0 and row["precision"] == pytest.approx(1 / 7)
+    expected = dc.evaluate_scores(head.scores(data.images("test"), data.sessions("test")), data)
+    assert table.set_index("method").loc[dc.STATS, "f1"] == expected["f1"]

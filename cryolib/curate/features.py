@@ -21,6 +21,13 @@ Image-statistics features (a baseline with no learning), in units of the shot-no
 they do not depend on the dose: log10 mean counts m, log10 Fano factor var(x)/m (1 for pure shot
 noise), and the radially averaged log10 power of ``(x − m)/sqrt(m)`` (flat at 1 for pure shot noise)
 in ``n_bands`` equal-width bands of spatial frequency from 0 to Nyquist (DC excluded).
+
+Session-relative mean (:func:`relative_to_session`). The mean counts per pixel scale with dose ×
+pixel area, a setting of the session, and fall with ice thickness, a property of the micrograph.
+Taken relative to the median of the micrographs collected together (one session), the statistic
+keeps the second and drops the first, as relative ice thickness does in a curation tool. It
+assumes most of a session is usable, so the median is a good micrograph; a micrograph curated
+alone is its own median (0). Heads whose ``features`` carry ``"session_relative": True`` use it.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "radial_band_power",
     "image_statistics",
     "image_statistics_names",
+    "relative_to_session",
     "N_BANDS",
 ]
 
@@ -156,6 +164,21 @@ def image_statistics(image: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
     bands = radial_band_power(noise_units, n_bands)
     return np.concatenate([[np.log10(m) if m > 0 else 0.0, np.log10(max(float(noise_units.var()), 1e-30))],
                            np.log10(np.maximum(bands, 1e-30))])
+
+
+def relative_to_session(statistics: np.ndarray, sessions: Sequence[str] | None = None) -> np.ndarray:
+    """Image statistics [N, 2 + n_bands] with log10 mean counts taken relative to each session's median
+    (module docstring) -> a new array; ``sessions``: one label per row, None = all one session."""
+    out = np.array(statistics, dtype=np.float64, copy=True)
+    if out.ndim != 2 or out.shape[1] < 1:
+        raise CryolibError(f"need image statistics [N, D], got shape {out.shape}")
+    labels = np.zeros(len(out), dtype=int) if sessions is None else np.asarray(list(sessions), dtype=object)
+    if len(labels) != len(out):
+        raise CryolibError(f"{len(out)} micrographs but {len(labels)} session labels")
+    for session in set(labels.tolist()):
+        rows = labels == session
+        out[rows, 0] -= np.median(out[rows, 0])
+    return out
 
 
 def image_statistics_names(n_bands: int = N_BANDS) -> list[str]:

@@ -34,8 +34,10 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     most probable quality class), out_of_range ("" or the image statistic outside the head's training
     range); ``attrs["threshold"]``.
 
-    Micrographs are read and scored one at a time (memory stays at one micrograph); a file that
-    cannot be read raises before the caller has written anything.
+    Micrographs are read and featurised one at a time (memory stays at one micrograph), then scored
+    together: a session-relative head (:mod:`cryolib.curate.features`) takes every input as one
+    session, so pass one session's micrographs at a time. A file that cannot be read raises before
+    the caller has written anything.
     """
     from cryolib.io.micrographs import read_micrograph
 
@@ -44,7 +46,7 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     head = head if isinstance(head, CurationHead) else load_curation_head(head)
     if not paths:
         raise CryolibError("no micrographs to curate")
-    features = np.vstack([head.featurise([read_micrograph(p)[0]]) for p in paths])  # [N, D]
+    features = head.session_features(np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths]))
     probabilities = head.probe.class_probabilities(features)  # [N, K]
     scores = head.probe.scores(features)
     t = head.threshold if threshold is None else float(threshold)
@@ -56,8 +58,8 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     outside = table[table["out_of_range"] != ""]
     if len(outside):
         log.warning("%d of %d micrographs lie outside the training range of curation head %s (e.g. %s: %s); their "
-                    "scores mean little. The head expects motion-corrected sums in counts (e-/px) near its training "
-                    "dose, not 8-bit, downsampled or normalised images", len(outside), len(table), head.name,
+                    "scores mean little. The head expects motion-corrected sums in counts (e-/px), not 8-bit, "
+                    "downsampled or normalised images", len(outside), len(table), head.name,
                     Path(outside["micrograph"].iloc[0]).name, outside["out_of_range"].iloc[0])
     log.info("curated %d micrographs with %s: %d accepted (threshold %.3g)", len(table), head.name,
              int((table["label"] == "accept").sum()), t)

@@ -17,6 +17,11 @@
   accept/reject labels as in the paper (:data:`RESNET`, the row the claims test) and on the same
   quality classes as the linear heads (:data:`RESNET_CLASSES`), so a reader sees whether the labels
   or the features make the difference.
+* Settings no training saw (:func:`unseen_settings_set`, :func:`unseen_settings_results`): every
+  method scored on the registry's generalisation analogs (lower dose, other pixel sizes, ice
+  gradients, carbon edges, other particle families), one session per analog. The heads with image
+  statistics take the mean counts relative to the session (:mod:`cryolib.curate.features`): the
+  mean scales with dose × pixel area, which differs between sessions, not with quality.
 * Tables: :func:`table4` (ours beside the paper's Table 4), :func:`per_class_results` (per defect
   class), :func:`claims_table`; :func:`curation_metrics` for one checkpoint (Table 5's ablation).
 * :func:`ship_curation_head`: the head file and its model card from the same run. The shipped head
@@ -61,6 +66,8 @@ TRAIN_ANALOGS = ("sim-10291", "sim-10077", "sim-10590", "sim-10816")  # globular
 TEST_ANALOGS = ("sim-10059", "sim-10075")  # membrane channel, icosahedral capsid: held out
 DEFECT_CLASSES = QUALITY_CLASSES[1:]
 PROBE_C = 1.0  # inverse L2 strength of every linear probe
+#: The registry's generalisation analogs (cryolib/io/datasets.yaml, role "generalisation").
+UNSEEN_SETTINGS = ("gen-capsid-lowdose", "gen-channel-gradient", "gen-filament-carbon")
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,10 @@ class CurationData:
         """1 for good (accept), 0 for bad (reject)."""
         return (self.rows(split)["quality"] == "good").to_numpy().astype(int)
 
+    def sessions(self, split: str) -> list[str]:
+        """The analog of each micrograph: one analog is one session (session-relative statistics)."""
+        return [str(a) for a in self.rows(split)["analog"]]
+
     def classes(self, split: str) -> list[str]:
         return ["good" if q == "good" else str(d) for q, d in self.rows(split)[["quality", "defect"]].to_numpy()]
 
@@ -244,20 +255,20 @@ def encoder_head(checkpoint: str | os.PathLike, data: CurationData, seed: int = 
     statistics beside the embedding when ``with_statistics``, trained on the training analogs' quality classes."""
     ref = str(checkpoint)
     model, _ = load_encoder(ref)
-    features = ({"kind": "encoder+image_statistics", "max_tiles": data.sizes.max_tiles, "n_bands": N_BANDS}
-                if with_statistics else {"kind": "encoder", "max_tiles": data.sizes.max_tiles})
+    features = ({"kind": "encoder+image_statistics", "max_tiles": data.sizes.max_tiles, "n_bands": N_BANDS,
+                 "session_relative": True} if with_statistics else {"kind": "encoder", "max_tiles": data.sizes.max_tiles})
     head = CurationHead(name=name, probe=LinearProbe(PROBE_C), features=features,
                         encoder=ref if ref.startswith("asset:") else str(Path(ref).resolve()),
                         encoder_sha256=encoder_fingerprint(model))
-    head.probe.fit(head.featurise(data.images("train")), data.classes("train"), seed)
+    head.probe.fit(head.featurise(data.images("train"), data.sessions("train")), data.classes("train"), seed)
     return head
 
 
 def stats_head(data: CurationData, seed: int = 0) -> CurationHead:
     """A linear head on :func:`cryolib.curate.features.image_statistics`, trained on the training analogs' classes."""
     head = CurationHead(name="image-statistics", probe=LinearProbe(PROBE_C),
-                        features={"kind": "image_statistics", "n_bands": N_BANDS})
-    head.probe.fit(head.featurise(data.images("train")), data.classes("train"), seed)
+                        features={"kind": "image_statistics", "n_bands": N_BANDS, "session_relative": True})
+    head.probe.fit(head.featurise(data.images("train"), data.sessions("train")), data.classes("train"), seed)
     return head
 
 
@@ -272,7 +283,7 @@ def curation_metrics(checkpoint: str | os.PathLike, curation_data: CurationData,
     """Accuracy, precision, recall, F1 (and ``per_class``) of a linear probe on one checkpoint's
     encoder, trained on the training analogs and scored on the held-out ones (Tables 4 and 5)."""
     head = encoder_head(checkpoint, curation_data, seed)
-    return evaluate_scores(head.scores(curation_data.images("test")), curation_data)
+    return evaluate_scores(head.scores(curation_data.images("test"), curation_data.sessions("test")), curation_data)
 
 
 def run_methods(data: CurationData, encoders: Mapping[str, str | os.PathLike], seed: int = 0) -> dict[str, dict]:
@@ -284,18 +295,18 @@ def run_methods(data: CurationData, encoders: Mapping[str, str | os.PathLike], s
     unknown = sorted(set(encoders) - set(ENCODER_METHODS))
     if unknown:
         raise CryolibError(f"unknown encoder keys {unknown}; use {sorted(ENCODER_METHODS)}")
-    test = data.images("test")
+    test, sessions = data.images("test"), data.sessions("test")
     out = {}
     for key, ckpt in sorted(encoders.items(), key=lambda kv: list(ENCODER_METHODS).index(kv[0])):
         head = encoder_head(ckpt, data, seed, name=f"{key}-curation")
-        scores = head.scores(test)
+        scores = head.scores(test, sessions)
         out[ENCODER_METHODS[key]] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
     if "draco-b" in encoders:
         head = encoder_head(encoders["draco-b"], data, seed, name="draco-b+statistics-curation", with_statistics=True)
-        scores = head.scores(test)
+        scores = head.scores(test, sessions)
         out[DRACO_STATS] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
     head = stats_head(data, seed)
-    scores = head.scores(test)
+    scores = head.scores(test, sessions)
     out[STATS] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
     for method, labels in ((RESNET, data.accept("train")), (RESNET_CLASSES, data.classes("train"))):
         resnet = train_resnet(data.images("train"), labels, data.sizes.resnet_px, data.sizes.resnet_epochs, seed=seed)
@@ -311,7 +322,7 @@ def shipping_head(data: CurationData, results: Mapping[str, Mapping[str, Any]], 
     model (``asset:draco_default.pt``, which must exist)."""
     if install:
         head = encoder_head(DEFAULT_ENCODER, data, seed, name="draco-curation", with_statistics=True)
-        res: Mapping[str, Any] = evaluate_scores(head.scores(data.images("test")), data)
+        res: Mapping[str, Any] = evaluate_scores(head.scores(data.images("test"), data.sessions("test")), data)
     else:
         res = results[DRACO_STATS]
         head = dataclasses.replace(res["head"], name="draco-curation")
@@ -319,6 +330,39 @@ def shipping_head(data: CurationData, results: Mapping[str, Mapping[str, Any]], 
     evaluation = pd.DataFrame([{"head": head.name, "encoder": head.encoder, "test_analogs": held_out,
                                 **{m: float(res[m]) for m in METRICS}}])
     return head, evaluation, res["per_class"]
+
+
+def unseen_settings_set(profile: str, data_root: str | os.PathLike | None = None, seed: int = 0,
+                        sizes: CurationSizes | None = None) -> CurationData:
+    """The generalisation analogs (:data:`UNSEEN_SETTINGS`; notebook 01 builds them, built here when missing)
+    as a test-only curation set, with the simulator's quality labels (mostly good: the defects are those the
+    registry's ``bad_fraction`` drew)."""
+    from cryolib.studies.datasets import build_analogs
+
+    parts = []
+    for name, ds in build_analogs(UNSEEN_SETTINGS, profile, data_root, seed, progress=False).items():
+        meta = ds.metadata
+        parts.append(pd.DataFrame({"analog": name, "micrograph": meta["micrograph"],
+                                   "path": [str(ds.path_of(s)) for s in meta["micrograph"]],
+                                   "quality": meta["quality"], "defect": meta["defect"].astype(object).fillna(""),
+                                   "split": "test"}))
+    return CurationData(pd.concat(parts, ignore_index=True), sizes or curation_sizes(profile))
+
+
+def unseen_settings_results(results: Mapping[str, Mapping[str, Any]], unseen: CurationData) -> pd.DataFrame:
+    """Each method of :func:`run_methods` on :func:`unseen_settings_set` -> method, micrographs, good, bad,
+    good_accepted, bad_rejected (shares), accuracy, precision, recall, f1. One session per analog."""
+    images, sessions = unseen.images("test"), unseen.sessions("test")
+    good = unseen.accept("test").astype(bool)
+    rows = []
+    for method, res in results.items():
+        scores = res["head"].scores(images, sessions) if "head" in res else res["model"].scores(images)
+        accepted = np.asarray(scores) >= 0.5
+        rows.append({"method": method, "micrographs": len(good), "good": int(good.sum()), "bad": int((~good).sum()),
+                     "good_accepted": float(accepted[good].mean()) if good.any() else float("nan"),
+                     "bad_rejected": float((~accepted[~good]).mean()) if (~good).any() else float("nan"),
+                     **classification_metrics(good, accepted)})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------- tables
@@ -400,12 +444,15 @@ def claims_table(t4: pd.DataFrame, target_f1: float = 0.95) -> pd.DataFrame:
     return pd.concat([table, extra], ignore_index=True)
 
 
-def headline_metrics(t4: pd.DataFrame, claims: pd.DataFrame, per_class: pd.DataFrame, data: CurationData) -> dict:
+def headline_metrics(t4: pd.DataFrame, claims: pd.DataFrame, per_class: pd.DataFrame, data: CurationData,
+                     unseen: pd.DataFrame | None = None) -> dict:
     """Numbers for metrics.json: F1 and accuracy per method, the shipped head's F1 (NaN without its row),
-    per-class correct share, set sizes, claims."""
+    per-class correct share, set sizes, claims, and F1 per method on settings no training saw (``unseen``,
+    from :func:`unseen_settings_results`; {} without it)."""
     ran = t4[t4["source"] == "run here"].set_index("method")
     best = _best_draco(t4)
     return {"f1": ran["f1"].to_dict(), "accuracy": ran["accuracy"].to_dict(),
+            "unseen_settings_f1": {} if unseen is None else unseen.set_index("method")["f1"].to_dict(),
             "best_draco": str(best["method"]), "best_draco_f1": float(best["f1"]),
             "draco_beats_resnet": bool(best["f1"] > _f1(t4, RESNET)),
             "shipped_head_f1": _f1(t4, DRACO_STATS),

@@ -199,7 +199,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
              summary=Summary(keys=("dataset", "method"), pairs=(("resolution_A", "paper_resolution_A"),),
                              extra=("n_particles",)), new=True),
     Artifact("draco_table4", DRACO, "Table 4", "Micrograph curation: accept or reject", "06_curation",
-             draco_curation.table4, tables=("table4_curation", "table4_per_class"),
+             draco_curation.table4, tables=("table4_curation", "table4_per_class", "curation_unseen_settings"),
              figures=("table4_curation", "fig_curation_confusion", "curation_classes"),
              claims=(Claims("table4_claims", draco_curation.claims_table),),
              summary=Summary(keys=("method",), pairs=(("f1", "paper_f1"), ("accuracy", "paper_accuracy")),
