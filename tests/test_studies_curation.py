@@ -1,5 +1,5 @@
-"""cryolib.studies.draco_curation: the curation set (balanced, resumable), Table 4 with the paper beside
-ours, the claims, the headline metrics, and curation_metrics on a tiny encoder."""
+"""cryolib.studies.draco_curation and curation_set: the curation set (balanced, resumable), Table 4 with the
+paper beside ours, the claims, the headline metrics, and curation_metrics on a tiny encoder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cryolib.core.errors import CryolibError
-from cryolib.curate.probe import per_class_table
+from cryolib.curate.probe import QUALITY_CLASSES, per_class_table
 from cryolib.studies import draco_curation as dc
 from test_curate_probe import make_tiny_checkpoint
 
@@ -36,13 +36,8 @@ def test_profiles_have_sizes_and_held_out_analogs_are_disjoint():
 
 def build_tiny_set(root) -> dc.CurationData:
     """One training and one held-out analog under ``root``, 7 micrographs each (1 good + 1 per defect) of 64 px."""
-    parts = []
-    for split, name in (("train", dc.TRAIN_ANALOGS[0]), ("test", dc.TEST_ANALOGS[0])):
-        ds = dc.build_curation_analog(name, root / name, TINY_SIZES, seed=0)
-        meta = ds.metadata
-        parts.append(pd.DataFrame({"analog": name, "micrograph": meta["micrograph"],
-                                   "path": [str(ds.path_of(s)) for s in meta["micrograph"]], "quality": meta["quality"],
-                                   "defect": meta["defect"].fillna(""), "split": split}))
+    parts = [dc.analog_rows(name, dc.build_curation_analog(name, root / name, TINY_SIZES, seed=0), split)
+             for split, name in (("train", dc.TRAIN_ANALOGS[0]), ("test", dc.TEST_ANALOGS[0]))]
     return dc.CurationData(pd.concat(parts, ignore_index=True), TINY_SIZES)
 
 
@@ -137,7 +132,7 @@ def test_the_shipped_head_sees_the_embedding_and_the_statistics(tiny_set, tmp_pa
     head = dc.encoder_head(ckpt, data, seed=0, with_statistics=True)
     assert head.features["kind"] == "encoder+image_statistics" and head.features["session_relative"] is True
     assert data.sessions("test") == [dc.TEST_ANALOGS[0]] * 7
-    assert head.probe.classes == tuple(sorted(dc.QUALITY_CLASSES))  # trained on the quality classes
+    assert head.probe.classes == tuple(sorted(QUALITY_CLASSES))  # trained on the quality classes
     scores = head.scores(data.images("test"))
     assert scores.shape == (7,) and np.all((scores >= 0) & (scores <= 1))
     results = {dc.DRACO_STATS: {"head": head, "scores": scores, **dc.evaluate_scores(scores, data)}}

@@ -133,6 +133,10 @@ class CurationHead:
             self._encoder_cache = (model, stats)
         return self._encoder_cache
 
+    def _statistics_names(self) -> list[str]:
+        """Names of the image statistics, the last columns of the features of a head that has them."""
+        return image_statistics_names(int(self.features.get("n_bands", N_BANDS)))
+
     def absolute_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Features [N, D] of micrographs (2-D arrays in counts), each on its own (no session step)."""
         kind, parts = self.features["kind"], []
@@ -150,9 +154,9 @@ class CurationHead:
         says so; unchanged otherwise. ``sessions``: one label per row, None = one session."""
         if self.features["kind"] == "encoder" or not self.features.get("session_relative", False):
             return np.asarray(features, dtype=np.float64)
-        n_stats = len(image_statistics_names(int(self.features.get("n_bands", N_BANDS))))
+        part = slice(-len(self._statistics_names()), None)
         x = np.array(features, dtype=np.float64, copy=True)
-        x[:, -n_stats:] = relative_to_session(x[:, -n_stats:], sessions)
+        x[:, part] = relative_to_session(x[:, part], sessions)
         return x
 
     def featurise(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None) -> np.ndarray:
@@ -170,7 +174,7 @@ class CurationHead:
         ``"log10_mean_counts z=-11.2"`` (module docstring). A head without image statistics returns all ""."""
         if self.features["kind"] == "encoder":
             return [""] * len(features)
-        names = image_statistics_names(int(self.features.get("n_bands", N_BANDS)))
+        names = self._statistics_names()
         part = slice(-len(names), None)
         z = (np.asarray(features, dtype=np.float64)[:, part] - self.probe.mean[part]) / self.probe.std[part]
         worst = np.abs(z).argmax(axis=1)

@@ -21,6 +21,7 @@ import pandas as pd
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
 from cryolib.curate.head import CurationHead, load_curation_head
+from cryolib.curate.probe import ACCEPT
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
         raise CryolibError("no micrographs to curate")
     features = head.session_features(np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths]))
     probabilities = head.probe.class_probabilities(features)  # [N, K]
-    scores = head.probe.scores(features)
+    scores = probabilities[:, head.probe.classes.index(ACCEPT)]  # P(accept), as head.probe.scores gives it
     t = head.threshold if threshold is None else float(threshold)
     table = pd.DataFrame({"micrograph": [str(p) for p in paths],
                           "label": np.where(scores >= t, "accept", "reject"), "score": scores,

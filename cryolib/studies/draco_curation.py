@@ -1,13 +1,7 @@
 """Notebook 06's study: micrograph curation by linear probing (DRACO 2024 §5.3, Table 4).
 
-* Data (:func:`build_curation_set`): a balanced curation set simulated for this study, in the
-  CryoPPP layout under ``<data>/<profile>/curation/<analog>/``. Each analog gets ``n_good`` good
-  micrographs and ``n_per_defect`` of each quality defect of the simulator (empty, thick ice,
-  crystalline ice, contamination, severe drift, carbon only), in a fixed order, each micrograph
-  seeded on its own (resumable: a finished micrograph is never redone). The registry's
-  ``bad_fraction`` draws defects at random, which at a few dozen micrographs per analog leaves
-  some defect classes empty; a fixed plan does not. Probes train on :data:`TRAIN_ANALOGS` and
-  are scored on :data:`TEST_ANALOGS`, particle families the training analogs lack (held out).
+* Data: :mod:`cryolib.studies.curation_set` (re-exported here for notebook 06): the balanced
+  curation set of simulated analogs, held-out :data:`TEST_ANALOGS`, and the unseen-settings set.
 * Methods (:func:`run_methods`): linear heads (:class:`cryolib.curate.probe.LinearProbe`) on the
   frozen DRACO-B, DRACO-L and plain-MAE encoders (``draco_pretraining.draco_checkpoints``), on
   image statistics, and on DRACO-B's embedding with the image statistics beside it (the shipped
@@ -17,11 +11,11 @@
   accept/reject labels as in the paper (:data:`RESNET`, the row the claims test) and on the same
   quality classes as the linear heads (:data:`RESNET_CLASSES`), so a reader sees whether the labels
   or the features make the difference.
-* Settings no training saw (:func:`unseen_settings_set`, :func:`unseen_settings_results`): every
-  method scored on the registry's generalisation analogs (lower dose, other pixel sizes, ice
-  gradients, carbon edges, other particle families), one session per analog. The heads with image
-  statistics take the mean counts relative to the session (:mod:`cryolib.curate.features`): the
-  mean scales with dose × pixel area, which differs between sessions, not with quality.
+* Settings no training saw (:func:`unseen_settings_results`): every method scored on the registry's
+  generalisation analogs (lower dose, other pixel sizes, ice gradients, carbon edges, other particle
+  families), one session per analog. The heads with image statistics take the mean counts relative
+  to the session (:mod:`cryolib.curate.features`): the mean scales with dose × pixel area, which
+  differs between sessions, not with quality.
 * Tables: :func:`table4` (ours beside the paper's Table 4), :func:`per_class_results` (per defect
   class), :func:`claims_table`; :func:`curation_metrics` for one checkpoint (Table 5's ablation).
 * :func:`ship_curation_head`: the head file and its model card from the same run. The shipped head
@@ -33,64 +27,41 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from cryolib.core.atomic import atomic_write_text
 from cryolib.core.errors import CryolibError
-from cryolib.core.jsonable import to_jsonable
-from cryolib.core.reproducibility import child_rng
 from cryolib.curate.features import N_BANDS
 from cryolib.curate.head import DEFAULT_ENCODER, CurationHead, encoder_fingerprint, load_encoder
-from cryolib.curate.probe import METRICS, QUALITY_CLASSES, LinearProbe, classification_metrics, per_class_table
+from cryolib.curate.probe import METRICS, LinearProbe, classification_metrics, per_class_table
 from cryolib.curate.resnet import train_resnet
 from cryolib.curate.ship import ship_curation_head  # noqa: F401  (re-exported for notebook 06)
-from cryolib.io.datasets import (Dataset, default_data_root, get_spec, load_dataset, read_micrograph_meta,
-                                 write_dataset_info)
-from cryolib.io.micrographs import read_micrograph
-from cryolib.simulate.dataset import (SIMULATOR_VERSION, acquisition_config, dataset_structure, sample_config,
-                                      write_micrograph)
+from cryolib.studies.curation_set import (  # noqa: F401  (re-exported for notebook 06 and the tests)
+    CURATION_SIZES,
+    DEFECT_CLASSES,
+    TEST_ANALOGS,
+    TRAIN_ANALOGS,
+    UNSEEN_SETTINGS,
+    CurationData,
+    CurationSizes,
+    analog_rows,
+    build_curation_analog,
+    build_curation_set,
+    class_examples,
+    class_plan,
+    curation_sizes,
+    set_summary,
+    unseen_settings_set,
+)
 
 log = logging.getLogger(__name__)
 
-TRAIN_ANALOGS = ("sim-10291", "sim-10077", "sim-10590", "sim-10816")  # globular, ribosome, elongated, cage
-TEST_ANALOGS = ("sim-10059", "sim-10075")  # membrane channel, icosahedral capsid: held out
-DEFECT_CLASSES = QUALITY_CLASSES[1:]
 PROBE_C = 1.0  # inverse L2 strength of every linear probe
-#: The registry's generalisation analogs (cryolib/io/datasets.yaml, role "generalisation").
-UNSEEN_SETTINGS = ("gen-capsid-lowdose", "gen-channel-gradient", "gen-filament-carbon")
-
-
-@dataclass(frozen=True)
-class CurationSizes:
-    """Sizes of the curation study at one profile (px, frames, micrographs per class and analog)."""
-
-    micrograph_px: int
-    n_frames: int
-    n_good: int  # good micrographs per analog
-    n_per_defect: int  # micrographs per defect class per analog
-    n_train_analogs: int  # the first n of TRAIN_ANALOGS
-    n_test_analogs: int  # the first n of TEST_ANALOGS
-    resnet_px: int  # ResNet18 input side (px)
-    resnet_epochs: int
-    max_tiles: int = 16  # encoder tiles per micrograph
-
-
-#: Per profile. default: 6 analogs x 24 = 144 micrographs of 256 px (~2 min to simulate on 2 cores).
-CURATION_SIZES = {
-    "smoke": CurationSizes(128, 4, 2, 1, 2, 1, 64, 2),
-    "default": CurationSizes(256, 8, 12, 2, 4, 2, 96, 12),
-    "full": CurationSizes(1024, 40, 60, 10, 4, 2, 256, 50),
-}
 
 #: DRACO Table 4 (accuracy, precision, recall, F1), by our method name.
 PAPER_TABLE4 = {
@@ -104,127 +75,6 @@ ENCODER_METHODS = {"draco-b": "DRACO-B", "draco-l": "DRACO-L", "mae": "MAE (line
 RESNET, STATS, MIFFI = "ResNet18 (from scratch)", "Image statistics (linear probe)", "Miffi (reported)"
 DRACO_STATS = "DRACO-B + image statistics (linear probe)"  # the shipped head
 RESNET_CLASSES = "ResNet18 (from scratch, quality classes)"
-
-
-def curation_sizes(profile: str) -> CurationSizes:
-    if profile not in CURATION_SIZES:
-        raise CryolibError(f"unknown profile {profile!r}; choose one of {', '.join(CURATION_SIZES)}")
-    return CURATION_SIZES[profile]
-
-
-def class_plan(n_good: int, n_per_defect: int) -> list[str]:
-    """The quality class of each micrograph of one analog: n_good "good", then each defect n_per_defect times."""
-    return ["good"] * n_good + [d for d in DEFECT_CLASSES for _ in range(n_per_defect)]
-
-
-def _prepare(root: Path, info: dict) -> None:
-    """Start ``root`` afresh when it holds a curation analog made with other settings; write dataset.yaml."""
-    old_path = root / "dataset.yaml"
-    if old_path.is_file():
-        old = yaml.safe_load(old_path.read_text()) or {}
-        if old.get("curation") is not None and old != json.loads(json.dumps(info)):
-            log.info("%s was made with other settings: rebuilding", root)
-            shutil.rmtree(root)
-        elif old.get("curation") is None:
-            raise CryolibError(f"{root} holds a dataset that is not a curation set; use another data_root")
-    root.mkdir(parents=True, exist_ok=True)
-    write_dataset_info(root, info)
-
-
-def build_curation_analog(name: str, root: str | os.PathLike, sizes: CurationSizes, seed: int = 0,
-                          progress: bool = False) -> Dataset:
-    """Simulate (or resume) one analog of the curation set (module docstring) -> the opened Dataset."""
-    from tqdm.auto import tqdm
-
-    from cryolib.simulate.micrograph import simulate_micrograph
-
-    spec, root = get_spec(name), Path(root)
-    plan = class_plan(sizes.n_good, sizes.n_per_defect)
-    info = to_jsonable({"name": spec.name, "curation": {"n_good": sizes.n_good, "n_per_defect": sizes.n_per_defect},
-                        "note": "SIMULATED curation set (cryolib.studies.draco_curation); not real data",
-                        "seed": seed, "size_px": sizes.micrograph_px, "n_frames": sizes.n_frames,
-                        "simulator_version": SIMULATOR_VERSION, "pixel_size_A": spec.pixel_size_A,
-                        "diameter_px": float(spec.diameter_px), "spec": dataclasses.asdict(spec)})
-    _prepare(root, info)
-    structure = dataset_structure(spec, seed)
-    acq, sample = acquisition_config(spec, sizes.micrograph_px, sizes.n_frames), sample_config(spec)
-    rows = []
-    for i, quality in enumerate(tqdm(plan, desc=f"curation {name}", disable=not progress, leave=False)):
-        stem = f"{spec.name}_cur{i:03d}"
-        row = read_micrograph_meta(root, stem)
-        if row is None or not (root / "micrographs" / f"{stem}.mrc").is_file():
-            rng = child_rng(seed, spec.name, "curation", i)
-            sim = simulate_micrograph(structure, acq, sample, rng, defect=None if quality == "good" else quality)
-            row = write_micrograph(root, stem, sim, spec.pixel_size_A, spec.diameter_px, "all", False)
-        rows.append({k: v for k, v in row.items() if not isinstance(v, (list, dict))})
-    atomic_write_text(root / "metadata.csv", pd.DataFrame(rows).to_csv(index=False))
-    return load_dataset(root)
-
-
-@dataclass
-class CurationData:
-    """The curation set: one row per micrograph (analog, micrograph, path, quality, defect, split)."""
-
-    table: pd.DataFrame
-    sizes: CurationSizes
-    _images: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    def rows(self, split: str) -> pd.DataFrame:
-        sub = self.table[self.table["split"] == split]
-        if sub.empty:
-            raise CryolibError(f"the curation set has no {split!r} micrographs")
-        return sub
-
-    def images(self, split: str) -> list[np.ndarray]:
-        """The micrographs (counts) of ``split`` ("train" or "test"), read once."""
-        return [self._read(p) for p in self.rows(split)["path"]]
-
-    def _read(self, path: str) -> np.ndarray:
-        if path not in self._images:
-            self._images[path] = read_micrograph(path)[0]
-        return self._images[path]
-
-    def accept(self, split: str) -> np.ndarray:
-        """1 for good (accept), 0 for bad (reject)."""
-        return (self.rows(split)["quality"] == "good").to_numpy().astype(int)
-
-    def sessions(self, split: str) -> list[str]:
-        """The analog of each micrograph: one analog is one session (session-relative statistics)."""
-        return [str(a) for a in self.rows(split)["analog"]]
-
-    def classes(self, split: str) -> list[str]:
-        return ["good" if q == "good" else str(d) for q, d in self.rows(split)[["quality", "defect"]].to_numpy()]
-
-
-def build_curation_set(profile: str, data_root: str | os.PathLike | None = None, seed: int = 0,
-                       progress: bool = True) -> CurationData:
-    """Build (or reuse) the curation set at the profile's size (:data:`CURATION_SIZES`)."""
-    sizes = curation_sizes(profile)
-    base = (Path(data_root) if data_root is not None else default_data_root()) / profile / "curation"
-    parts = []
-    plan = (("train", TRAIN_ANALOGS[: sizes.n_train_analogs]), ("test", TEST_ANALOGS[: sizes.n_test_analogs]))
-    for split, names in plan:
-        for name in names:
-            ds = build_curation_analog(name, base / name, sizes, seed, progress)
-            meta = ds.metadata
-            parts.append(pd.DataFrame({"analog": name, "micrograph": meta["micrograph"],
-                                       "path": [str(ds.path_of(s)) for s in meta["micrograph"]],
-                                       "quality": meta["quality"], "defect": meta["defect"].fillna(""), "split": split}))
-    return CurationData(pd.concat(parts, ignore_index=True), sizes)
-
-
-def set_summary(data: CurationData) -> pd.DataFrame:
-    """Micrographs per analog, split and quality class."""
-    t = data.table.assign(cls=data.classes("train") + data.classes("test"))
-    return t.pivot_table(index=["split", "analog"], columns="cls", values="micrograph", aggfunc="count", fill_value=0
-                         )[[c for c in QUALITY_CLASSES if c in set(t["cls"])]].reset_index()
-
-
-def class_examples(data: CurationData, split: str = "test") -> dict[str, np.ndarray]:
-    """The first micrograph of each quality class in ``split`` (for the notebook's gallery)."""
-    rows, classes = data.rows(split), data.classes(split)
-    first = dict(reversed(list(zip(classes, rows["path"]))))
-    return {c: data._read(first[c]) for c in QUALITY_CLASSES if c in first}
 
 
 def curation_encoders(profile: str, runs_root: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -330,23 +180,6 @@ def shipping_head(data: CurationData, results: Mapping[str, Mapping[str, Any]], 
     evaluation = pd.DataFrame([{"head": head.name, "encoder": head.encoder, "test_analogs": held_out,
                                 **{m: float(res[m]) for m in METRICS}}])
     return head, evaluation, res["per_class"]
-
-
-def unseen_settings_set(profile: str, data_root: str | os.PathLike | None = None, seed: int = 0,
-                        sizes: CurationSizes | None = None) -> CurationData:
-    """The generalisation analogs (:data:`UNSEEN_SETTINGS`; notebook 01 builds them, built here when missing)
-    as a test-only curation set, with the simulator's quality labels (mostly good: the defects are those the
-    registry's ``bad_fraction`` drew)."""
-    from cryolib.studies.datasets import build_analogs
-
-    parts = []
-    for name, ds in build_analogs(UNSEEN_SETTINGS, profile, data_root, seed, progress=False).items():
-        meta = ds.metadata
-        parts.append(pd.DataFrame({"analog": name, "micrograph": meta["micrograph"],
-                                   "path": [str(ds.path_of(s)) for s in meta["micrograph"]],
-                                   "quality": meta["quality"], "defect": meta["defect"].astype(object).fillna(""),
-                                   "split": "test"}))
-    return CurationData(pd.concat(parts, ignore_index=True), sizes or curation_sizes(profile))
 
 
 def unseen_settings_results(results: Mapping[str, Mapping[str, Any]], unseen: CurationData) -> pd.DataFrame:

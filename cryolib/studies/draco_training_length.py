@@ -44,8 +44,9 @@ import numpy as np
 import pandas as pd
 
 from cryolib.core.errors import CryolibError
-from cryolib.core.profiles import DracoSizes, get_profile
+from cryolib.core.profiles import get_profile
 from cryolib.core.results import run_dir
+from cryolib.curate.probe import METRICS
 from cryolib.denoise import denoise_micrograph
 from cryolib.evaluate.frc import fourier_ring_correlation
 from cryolib.io.micrographs import read_micrograph
@@ -315,7 +316,7 @@ def curation_by_length(data: CurationData, checkpoints: Mapping[int, str | Path]
         res = curation_metrics(ckpt, data, seed)
         per_class = res["per_class"].set_index("class")["correct"]
         rows.append({"method": length_label(epochs), "epochs": int(epochs),
-                     **{m: float(res[m]) for m in ("accuracy", "precision", "recall", "f1")},
+                     **{m: float(res[m]) for m in METRICS},
                      **{f"correct_{c}": float(v) for c, v in per_class.items()}})
     return pd.DataFrame(rows)
 
