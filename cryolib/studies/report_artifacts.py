@@ -253,6 +253,13 @@ ARTIFACTS: tuple[Artifact, ...] = (
              figures=("draco_training_length_snr", "draco_training_length_frc"),
              claims=(Claims("draco_training_length_claims", draco_training_length.length_claims),),
              summary=Summary(keys=("dataset", "method"), extra=("epochs", "snr_eq11_db", "true_snr_db", "band_snr_db"))),
+    Artifact("pretrain_throughput", OURS, "DRACO pretraining throughput", "Tiles/s of the one training loop, the "
+             "FLOP/s it reaches against the device's matrix-product rate and bf16 peak, beside the rate the paper's "
+             "timings imply", "benchmarks/pretrain_throughput.py", "cryolib.training.throughput:throughput_row",
+             tables=("benchmarks/pretrain_throughput",),
+             summary=Summary(keys=("source", "stage", "model", "device"),
+                             extra=("tiles_per_s", "gflop_per_tile", "achieved_tflops", "mfu", "fraction_of_matmul")),
+             note="The paper gives hours and GPUs, not rates; its rows are derived from them."),
     Artifact("realdata_denoising", OURS, "Real-data denoising check", "Eq. 11 SNR on real CryoPPP micrographs",
              "benchmarks/realdata.py", realdata.real_denoising_check, tables=("realdata/realdata_denoising",),
              figures=("realdata/realdata_denoising",),
