@@ -56,6 +56,10 @@ def test_out_folder_holds_checkpoint_logs_and_run_yaml(run_dir):
     run = _yaml(run_dir / "run.yaml")
     assert run["command"] == "pretrain" and run["objective"] == "cryoemmae" and run["seed"] == 0
     assert run["step"] == ckpt["step"] and run["n_train"] == 2 and run["parameters"]["profile"] == "smoke"
+    usage = run["throughput"]  # tiles/s of the log, FLOPs counted per tile, no MFU on a CPU
+    assert usage["tiles_per_s"] == pytest.approx(float(log["images_per_s"].median()))
+    assert usage["gflop_per_tile"] > 0 and usage["mfu"] is None and usage["world_size"] == 1
+    assert usage["achieved_tflops"] == pytest.approx(usage["gflop_per_tile"] * usage["tiles_per_s"] / 1e3)
 
 
 def test_cli_checkpoint_equals_library_call(ds, run_dir, tmp_path):
@@ -190,6 +194,7 @@ def test_draco_trains_on_triplets_after_a_warm_up(ds, draco_run):
     assert {"loss_n2n", "loss_recon"} <= set(log.columns) and np.isfinite(log["loss"]).all()
     run = _yaml(draco_run / "run.yaml")
     assert run["objective"] == "draco" and run["n_train_tiles"] == len(ds.split("train"))  # one crop each
+    assert run["throughput"]["gflop_per_tile"] > 0 and run["throughput"]["tiles_per_s"] > 0
 
 
 def test_draco_init_from_skips_the_warm_up(ds, draco_run, tmp_path):

@@ -14,7 +14,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cryolib.core.errors import CryolibError
 from cryolib.models.objectives import OptimConfig, get_objective
+from cryolib.processing.triplets import TripletDataset
 from cryolib.training import throughput as tp
+from cryolib.training.loop import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,3 +137,18 @@ def test_benchmark_script_writes_its_tables(tmp_path):
     assert "| draco-tiny |" in text and (tmp_path / "smoke" / "benchmarks" / "pretrain_throughput.json").is_file()
     assert bench.main(["--profile", "nope", "--results", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_run_utilisation_reads_a_finished_run(tmp_path):
+    objective = get_objective("draco", "draco-tiny")
+    data = TripletDataset(*tp.synthetic_triplets(2, 256, seed=1), tile_px=256)
+    result = train(objective, data, TrainConfig(epochs=1, batch_size=2, out_dir=tmp_path, log_every_steps=1,
+                                                device="cpu"), progress=False)
+    usage = tp.run_utilisation(result.checkpoint, "cpu")
+    tile = torch.zeros(1, 1, 256, 256)
+    assert usage["gflop_per_tile"] == pytest.approx(tp.step_flops(objective, {"full": tile, "odd": tile,
+                                                                              "even": tile}) / 1e9)
+    assert usage["tiles_per_s"] > 0 and usage["mfu"] is None
+    (tmp_path / "train_log.csv").unlink()
+    with pytest.raises(CryolibError, match="train_log.csv is missing"):
+        tp.run_utilisation(result.checkpoint)

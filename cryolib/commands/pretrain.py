@@ -166,8 +166,10 @@ def _pretrain_synthetic(args: argparse.Namespace, out: Path) -> tuple[Path, dict
 
 def main(args: argparse.Namespace) -> int:
     """Run ``cryolib pretrain``; returns the exit code."""
+    from cryolib.core.profiles import get_profile
     from cryolib.core.provenance import write_run_yaml
     from cryolib.training.checkpoint import load_checkpoint
+    from cryolib.training.throughput import resolve_device, run_utilisation
 
     t0 = time.time()
     out = _check_args(args)
@@ -177,8 +179,12 @@ def main(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 writes files
     ckpt = load_checkpoint(ckpt_path)
+    device = resolve_device(args.device or get_profile(args.profile).device)  # where the loop ran
+    usage = run_utilisation(ckpt_path, device, int(os.environ.get("WORLD_SIZE", "1")))
     write_run_yaml(out, "pretrain", args, t0, objective=ckpt["objective"], model=ckpt["model_config"]["name"],
-                   step=ckpt["step"], checkpoint=str(ckpt_path), **extra)
-    print(f"pretrained {ckpt['objective']} ({ckpt['model_config']['name']}) for {ckpt['step']} steps -> "
-          f"{ckpt_path} (logs in {out / 'train_log.csv'})")
+                   step=ckpt["step"], checkpoint=str(ckpt_path), throughput=usage, **extra)
+    mfu = f", MFU {usage['mfu']:.1%}" if usage["mfu"] is not None else ""
+    print(f"pretrained {ckpt['objective']} ({ckpt['model_config']['name']}) for {ckpt['step']} steps at "
+          f"{usage['tiles_per_s']:.0f} tiles/s ({usage['achieved_tflops']:.3f} TFLOP/s{mfu}) -> {ckpt_path} "
+          f"(logs in {out / 'train_log.csv'})")
     return 0

@@ -18,14 +18,18 @@ and the fraction of peak FLOP/s in bf16").
   batch collation) over ``steps`` steps, the first logged window (start-up, allocator and kernel warm-up) dropped.
 * :func:`throughput_row`: all of it for one model size: tiles/s, GFLOP per tile, achieved TFLOP/s, MFU against
   the peak and the fraction of the measured matmul ceiling.
+* :func:`run_utilisation`: the same figures for a finished run of the loop, from its checkpoint and
+  ``train_log.csv`` (``cryolib pretrain`` writes them to its run.yaml; under ``torchrun`` the MFU is per GPU).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +46,8 @@ from cryolib.training.loop import TrainConfig, train
 log = logging.getLogger(__name__)
 
 __all__ = ["PEAK_BF16_TFLOPS", "CPU_ATTENTION_FORMULAS", "step_flops", "peak_tflops", "matmul_tflops",
-           "synthetic_triplets", "resolve_device", "CycledDataset", "measure_throughput", "throughput_row"]
+           "synthetic_triplets", "resolve_device", "CycledDataset", "measure_throughput", "throughput_row",
+           "run_utilisation"]
 
 #: Dense bf16 tensor-core peak (TFLOP/s, no sparsity) by a substring of ``torch.cuda.get_device_name``, from
 #: the vendors' datasheets; the first match wins, so the specific names come before the generic ones.
@@ -235,3 +240,37 @@ def throughput_row(model: str, tile_px: int, batch_size: int, steps: int, device
             "fraction_of_matmul": achieved / ceiling if ceiling > 0 else None,
             "steps": measured["steps"], "seconds": measured["seconds"],
             "window_tiles_per_s": measured["window_tiles_per_s"]}
+
+
+def run_utilisation(checkpoint: str | os.PathLike, device: str | torch.device = "cpu", world_size: int = 1
+                    ) -> dict[str, Any]:
+    """FLOP figures of a finished run of the loop: tiles/s (median of its ``train_log.csv`` rows, all ranks),
+    GFLOP per tile of its objective and model (counted on one sample), achieved TFLOP/s, and the MFU per device
+    when ``device`` (where it ran) is a GPU of :data:`PEAK_BF16_TFLOPS` (``world_size`` devices shared the work)."""
+    import pandas as pd
+
+    from cryolib.models.objectives import get_objective
+    from cryolib.models.vit import ViTConfig
+    from cryolib.training.checkpoint import load_checkpoint
+    from cryolib.training.loop import TRAIN_LOG_NAME
+
+    path = Path(checkpoint)
+    log_path = path.parent / TRAIN_LOG_NAME
+    if not log_path.is_file():
+        raise CryolibError(f"{log_path} is missing: run_utilisation needs the run's training log beside {path.name}")
+    ckpt = load_checkpoint(path)
+    cfg = ViTConfig(**ckpt["model_config"])
+    objective = get_objective(ckpt["objective"], cfg)
+    mask_ratio = (ckpt.get("objective_config") or {}).get("mask_ratio")
+    if mask_ratio is not None and hasattr(objective, "mask_ratio"):
+        objective.mask_ratio = float(mask_ratio)  # the run's γ (it sets how many tokens the encoder sees)
+    tile = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size)
+    sample = {"full": tile, "odd": tile, "even": tile} if ckpt["objective"] == "draco" else tile
+    flops = step_flops(objective, sample)
+    rates = pd.read_csv(log_path)["images_per_s"].dropna()
+    tiles_per_s = float(rates.median()) if len(rates) else math.nan
+    achieved = flops * tiles_per_s / 1e12
+    name, peak = peak_tflops(device)
+    return {"device": name, "world_size": int(world_size), "tiles_per_s": tiles_per_s, "gflop_per_tile": flops / 1e9,
+            "achieved_tflops": achieved, "peak_bf16_tflops_per_device": peak,
+            "mfu": achieved / (peak * world_size) if peak else None}
