@@ -128,6 +128,10 @@ def test_relative_to_session_centres_the_mean_counts_per_session_only():
     high = [image_statistics(rng.poisson(200.0 * f, (64, 64)).astype(np.float32)) for f in (0.8, 1.0, 1.2)]
     both = relative_to_session(np.stack(low + high), ["low"] * 3 + ["high"] * 3)
     assert both[:3, 0] == pytest.approx(both[3:, 0], abs=0.01)
+    every = relative_to_session(stats, ["a", "a", "a", "b", "b"], columns=None)  # every column
+    assert every[:, 1] == pytest.approx([-1.0, 0.0, 1.0, -0.5, 0.5]) and np.array_equal(every[:, 0], out[:, 0])
+    with pytest.raises(CryolibError, match="columns"):
+        relative_to_session(stats, columns=[2])
     with pytest.raises(CryolibError, match="session labels"):
         relative_to_session(stats, ["a"])
     with pytest.raises(CryolibError, match="shape"):

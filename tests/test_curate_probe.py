@@ -183,17 +183,20 @@ def test_head_on_encoder_and_statistics_round_trips_with_class_labels(tiny_ckpt,
 
 def test_out_of_range_names_the_statistic_far_from_the_training_micrographs(tiny_ckpt):
     images, y = _easy_set(8)
-    head = CurationHead("stats", LinearProbe(), {"kind": "image_statistics", "n_bands": 4})
-    head.probe.fit(head.featurise(images), y)
+    head = CurationHead("stats", LinearProbe(), {"kind": "image_statistics", "n_bands": 4}).fit(images, y)
+    rng = head.features["range"]  # the training statistics' mean and std, by hand
+    stats = head.absolute_features(images)
+    assert rng["mean"] == pytest.approx(stats.mean(axis=0).tolist()) and rng["std"] == pytest.approx(stats.std(axis=0).tolist())
     same_dose, _ = _easy_set(4, seed=11)
-    assert head.out_of_range(head.featurise(same_dose)) == [""] * 8
+    assert head.out_of_range(head.absolute_features(same_dose)) == [""] * 8
     low_dose = [np.random.default_rng(5).poisson(1.0, (64, 64)).astype(np.float32)]  # 1 e/px: 100x below training
-    flag = head.out_of_range(head.featurise(low_dose))[0]
+    flag = head.out_of_range(head.absolute_features(low_dose))[0]
     assert flag.startswith("log10_mean_counts z=-")
-    mean, std = head.probe.mean[0], head.probe.std[0]
-    expected = (np.log10(low_dose[0].mean()) - mean) / std  # the statistic's own z, by hand
+    expected = (np.log10(low_dose[0].mean()) - rng["mean"][0]) / rng["std"][0]  # the statistic's own z
     assert float(flag.split("z=")[1]) == pytest.approx(expected, abs=0.051)  # printed to 0.1
-    assert head.out_of_range(head.featurise(low_dose), z_max=1e9) == [""]
+    assert head.out_of_range(head.absolute_features(low_dose), z_max=1e9) == [""]
+    legacy = CurationHead("old", head.probe, {"kind": "image_statistics", "n_bands": 4})  # no stored range
+    assert legacy.out_of_range(head.absolute_features(low_dose))[0] == flag  # the probe's standardisation: the same
     encoder_only = CurationHead("enc", LinearProbe(), {"kind": "encoder"}, encoder=str(tiny_ckpt))
     assert encoder_only.out_of_range(np.zeros((3, 5))) == [""] * 3  # no statistics, no check
 
@@ -203,7 +206,7 @@ def test_a_session_relative_head_scores_a_session_at_another_dose_as_at_its_own(
     relative = CurationHead("rel", LinearProbe(), {"kind": "image_statistics", "n_bands": 4, "session_relative": True})
     absolute = CurationHead("abs", LinearProbe(), {"kind": "image_statistics", "n_bands": 4})
     for head in (relative, absolute):
-        head.probe.fit(head.featurise(images), y)
+        head.fit(images, y)
     raw = relative.absolute_features(images)
     assert np.array_equal(absolute.session_features(raw), raw)  # no flag: nothing changes
     moved = relative.session_features(raw, ["s"] * 8 + ["t"] * 8)
@@ -212,8 +215,30 @@ def test_a_session_relative_head_scores_a_session_at_another_dose_as_at_its_own(
                                                                                        dose=400.0)  # 4x the dose
     truth = np.array([True] * 4 + [False] * 4)
     assert ((relative.scores(brighter) >= 0.5) == truth).mean() > 0.95
-    assert relative.out_of_range(relative.featurise(brighter)) == [""] * 8
-    assert all(flag.startswith("log10_mean_counts") for flag in absolute.out_of_range(absolute.featurise(brighter)))
+    assert relative.out_of_range(relative.absolute_features(brighter)) == [""] * 8
+    assert all(flag.startswith("log10_mean_counts") for flag in absolute.out_of_range(absolute.absolute_features(brighter)))
+
+
+def test_an_all_relative_head_centres_every_feature_but_keeps_an_absolute_range():
+    images, y = _easy_set(8)
+    sessions = ["s"] * 4 + ["t"] * 4 + ["s"] * 4 + ["t"] * 4  # each session half good, half bad
+    head = CurationHead("all", LinearProbe(), {"kind": "image_statistics", "n_bands": 4, "session_relative": "all"})
+    head.fit(images, y, sessions)
+    raw = head.absolute_features(images)
+    centred = head.session_features(raw, sessions)
+    for s in ("s", "t"):  # every column minus its session median
+        rows = np.array(sessions) == s
+        assert np.allclose(centred[rows], raw[rows] - np.median(raw[rows], axis=0))
+    assert ((head.scores(images, sessions) >= 0.5) == y.astype(bool)).mean() > 0.95
+    # a session of alike, normalised (not counts) images looks ordinary relative to itself, but the range sees it
+    normalised = [(im - im.mean()) / im.std() for im in images[:4] + images[8:12]]
+    flags = head.out_of_range(head.absolute_features(normalised))
+    assert all(flags), flags
+    unranged = CurationHead("x", head.probe, {"kind": "image_statistics", "n_bands": 4, "session_relative": "all"})
+    with pytest.raises(CryolibError, match="no training range"):
+        unranged.out_of_range(raw)
+    with pytest.raises(CryolibError, match="session_relative"):
+        CurationHead("x", LinearProbe(), {"kind": "image_statistics", "session_relative": "some"})
 
 
 def test_head_checks_its_encoder_fingerprint(tiny_ckpt, tmp_path):

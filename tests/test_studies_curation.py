@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cryolib.core.errors import CryolibError
+from cryolib.curate.features import N_BANDS
 from cryolib.curate.probe import QUALITY_CLASSES, per_class_table
 from cryolib.studies import draco_curation as dc
 from test_curate_probe import make_tiny_checkpoint
@@ -130,7 +131,8 @@ def test_the_shipped_head_sees_the_embedding_and_the_statistics(tiny_set, tmp_pa
     _, data = tiny_set
     ckpt = make_tiny_checkpoint(tmp_path / "run")
     head = dc.encoder_head(ckpt, data, seed=0, with_statistics=True)
-    assert head.features["kind"] == "encoder+image_statistics" and head.features["session_relative"] is True
+    assert head.features["kind"] == "encoder+image_statistics" and head.features["session_relative"] == "all"
+    assert len(head.features["range"]["mean"]) == len(head.features["range"]["std"]) == 2 + N_BANDS
     assert data.sessions("test") == [dc.TEST_ANALOGS[0]] * 7
     assert head.probe.classes == tuple(sorted(QUALITY_CLASSES))  # trained on the quality classes
     scores = head.scores(data.images("test"))

@@ -22,12 +22,15 @@ they do not depend on the dose: log10 mean counts m, log10 Fano factor var(x)/m 
 noise), and the radially averaged log10 power of ``(x − m)/sqrt(m)`` (flat at 1 for pure shot noise)
 in ``n_bands`` equal-width bands of spatial frequency from 0 to Nyquist (DC excluded).
 
-Session-relative mean (:func:`relative_to_session`). The mean counts per pixel scale with dose ×
+Session-relative features (:func:`relative_to_session`). The mean counts per pixel scale with dose ×
 pixel area, a setting of the session, and fall with ice thickness, a property of the micrograph.
 Taken relative to the median of the micrographs collected together (one session), the statistic
-keeps the second and drops the first, as relative ice thickness does in a curation tool. It
-assumes most of a session is usable, so the median is a good micrograph; a micrograph curated
-alone is its own median (0). Heads whose ``features`` carry ``"session_relative": True`` use it.
+keeps the second and drops the first, as relative ice thickness does in a curation tool. The same
+holds for every feature: pixel size, dose, defocus range and detector move a session's embedding
+and power spectrum as a whole, and curation asks which micrographs stand out from their session.
+It assumes most of a session is usable, so the median is a good micrograph; a micrograph curated
+alone is its own median (0). Heads whose ``features`` carry ``"session_relative": "all"`` take
+every feature relative to its session median; ``True`` (heads written before) only the mean counts.
 """
 
 from __future__ import annotations
@@ -166,18 +169,24 @@ def image_statistics(image: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
                            np.log10(np.maximum(bands, 1e-30))])
 
 
-def relative_to_session(statistics: np.ndarray, sessions: Sequence[str] | None = None) -> np.ndarray:
-    """Image statistics [N, 2 + n_bands] with log10 mean counts taken relative to each session's median
-    (module docstring) -> a new array; ``sessions``: one label per row, None = all one session."""
-    out = np.array(statistics, dtype=np.float64, copy=True)
+def relative_to_session(features: np.ndarray, sessions: Sequence[str] | None = None,
+                        columns: Sequence[int] | None = (0,)) -> np.ndarray:
+    """Features [N, D] with ``columns`` taken relative to each session's median (module docstring) -> a new
+    array. Default column 0: the log10 mean counts of :func:`image_statistics`; ``None``: every column.
+    ``sessions``: one label per row, None = all one session."""
+    out = np.array(features, dtype=np.float64, copy=True)
     if out.ndim != 2 or out.shape[1] < 1:
-        raise CryolibError(f"need image statistics [N, D], got shape {out.shape}")
+        raise CryolibError(f"need features [N, D], got shape {out.shape}")
     labels = np.zeros(len(out), dtype=int) if sessions is None else np.asarray(list(sessions), dtype=object)
     if len(labels) != len(out):
         raise CryolibError(f"{len(out)} micrographs but {len(labels)} session labels")
+    cols = np.arange(out.shape[1]) if columns is None else np.asarray(list(columns), dtype=int)
+    if cols.size and (cols.min() < -out.shape[1] or cols.max() >= out.shape[1]):
+        raise CryolibError(f"columns {cols.tolist()} outside the {out.shape[1]} feature columns")
     for session in set(labels.tolist()):
-        rows = labels == session
-        out[rows, 0] -= np.median(out[rows, 0])
+        rows = np.flatnonzero(labels == session)
+        block = out[np.ix_(rows, cols)]
+        out[np.ix_(rows, cols)] = block - np.median(block, axis=0)
     return out
 
 

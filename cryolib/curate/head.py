@@ -4,9 +4,11 @@ One small file (``torch.save`` of plain types and tensors, read with ``weights_o
 
 * ``format``: :data:`HEAD_FORMAT`; ``name``; ``threshold`` (accept when P(accept) >= it);
 * ``features``: ``{"kind": "encoder" | "image_statistics" | "encoder+image_statistics", "max_tiles",
-  "n_bands", "session_relative"}``; the last kind concatenates the encoder embedding and the image
-  statistics (:mod:`cryolib.curate.features`), one linear head on both; ``session_relative`` takes
-  the mean counts relative to the session (the micrographs scored together);
+  "n_bands", "session_relative", "range"}``; the last kind concatenates the encoder embedding and the
+  image statistics (:mod:`cryolib.curate.features`), one linear head on both; ``session_relative``
+  ``"all"`` takes every feature relative to the session (the micrographs scored together), ``True``
+  (heads written before) only the mean counts, ``False`` none; ``range`` is the training range of the
+  image statistics (below), written by :meth:`CurationHead.fit`;
 * ``encoder``: the checkpoint the features come from, as a path or ``"asset:<file>"`` (a file in
   ``cryolib/assets/``, e.g. the shipped DRACO model ``asset:draco_default.pt``), and
   ``encoder_sha256``, the fingerprint of its encoder weights (:func:`encoder_fingerprint`), checked
@@ -16,14 +18,16 @@ One small file (``torch.save`` of plain types and tensors, read with ``weights_o
 The head stores no encoder weights (it stays a few kB); the encoder checkpoint is loaded on use.
 
 Training range (:meth:`CurationHead.out_of_range`). A head with image statistics knows where its
-training micrographs lay: the probe's feature mean and std. A micrograph whose statistic lies more
-than :data:`OUT_OF_RANGE_Z` training standard deviations away is outside that range, and its score
-means little: the statistics assume counts (e⁻ per pixel), so an 8-bit, downsampled or normalised
-image lands there. CryoPPP's PNGs (`../shared/realdata/`) reach |z| 9.5–13.4 on the top power band,
-cut by their downsampling, which the head reads as severe drift. The held-out analogs stay within
-|z| 3.7, and the generalisation analogs (another dose and pixel size; session-relative mean counts)
-within 2.3. The encoder embedding gets no such check: its features reach |z| 17 on held-out analogs
-that the head scores right.
+training micrographs lay: the mean and std of each statistic over them, with the mean counts relative
+to their session and every other statistic as measured (``features["range"]``; heads written before
+it use the probe's standardisation). A micrograph whose statistic lies more than
+:data:`OUT_OF_RANGE_Z` training standard deviations away is outside that range, and its score means
+little: the statistics assume counts (e⁻ per pixel), so an 8-bit, downsampled or normalised image
+lands there, even when all the micrographs of a session are alike and so look ordinary relative to
+one another. With the shipped head, CryoPPP's PNGs (`../shared/realdata/`) reach |z| 9.5–13.4 on the
+top power band, cut by their downsampling; the held-out analogs stay within |z| 3.7 and the
+generalisation analogs (another dose and pixel size) within 2.3. The encoder embedding gets no such
+check: its features reach |z| 17 on held-out analogs that the head scores right.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ ASSETS_DIR = Path(cryolib.__file__).resolve().parent / "assets"
 DEFAULT_ENCODER = "asset:draco_default.pt"  # the shipped DRACO model
 DEFAULT_HEAD = ASSETS_DIR / "draco_curation.pt"  # the shipped curation head
 FEATURE_KINDS = ("encoder", "image_statistics", "encoder+image_statistics")
+SESSION_MODES = (False, True, "all")  # features["session_relative"] (module docstring)
 OUT_OF_RANGE_Z = 6.0  # |z| of an image statistic beyond which a micrograph is outside the training range
 
 
@@ -120,6 +125,9 @@ class CurationHead:
             raise CryolibError(f"unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}")
         if kind != "image_statistics" and not self.encoder:
             raise CryolibError("an encoder-feature head needs its encoder checkpoint")
+        if self.features.get("session_relative", False) not in SESSION_MODES:
+            raise CryolibError(f"session_relative must be one of {SESSION_MODES}, got "
+                               f"{self.features['session_relative']!r}")
         if not (np.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise CryolibError(f"threshold must be a probability in [0, 1], got {self.threshold}")
 
@@ -149,13 +157,21 @@ class CurationHead:
         return np.hstack(parts)
 
     def session_features(self, features: np.ndarray, sessions: Sequence[str] | None = None) -> np.ndarray:
-        """:meth:`absolute_features` of micrographs scored together -> the head's features: the mean counts
-        taken relative to each session (:func:`~cryolib.curate.features.relative_to_session`) when the head
-        says so; unchanged otherwise. ``sessions``: one label per row, None = one session."""
-        if self.features["kind"] == "encoder" or not self.features.get("session_relative", False):
-            return np.asarray(features, dtype=np.float64)
-        part = slice(-len(self._statistics_names()), None)
+        """:meth:`absolute_features` of micrographs scored together -> the head's features, taken relative to
+        each session (:func:`~cryolib.curate.features.relative_to_session`) as the head says: every column
+        (``"all"``), the mean counts only (``True``) or none. ``sessions``: one label per row, None = one session."""
+        mode = self.features.get("session_relative", False)
+        x = np.asarray(features, dtype=np.float64)
+        if mode == "all":
+            return relative_to_session(x, sessions, columns=None)
+        if not mode or self.features["kind"] == "encoder":
+            return x
+        return self._with_relative_mean(x, sessions)
+
+    def _with_relative_mean(self, features: np.ndarray, sessions: Sequence[str] | None) -> np.ndarray:
+        """``features`` with the statistics' log10 mean counts relative to the session."""
         x = np.array(features, dtype=np.float64, copy=True)
+        part = slice(-len(self._statistics_names()), None)
         x[:, part] = relative_to_session(x[:, part], sessions)
         return x
 
@@ -164,19 +180,47 @@ class CurationHead:
         :meth:`session_features`)."""
         return self.session_features(self.absolute_features(images), sessions)
 
+    def fit(self, images: Sequence[np.ndarray], labels: Sequence[Any], sessions: Sequence[str] | None = None,
+            seed: int = 0) -> "CurationHead":
+        """Train the probe on micrographs (counts) and their labels (1/0 or quality classes), recording the
+        image statistics' training range (module docstring) -> self."""
+        absolute = self.absolute_features(images)
+        if self.features["kind"] != "encoder":
+            view = self._range_view(absolute, sessions)
+            self.features["range"] = {"mean": view.mean(axis=0).tolist(),
+                                      "std": np.maximum(view.std(axis=0), 1e-12).tolist()}
+        self.probe.fit(self.session_features(absolute, sessions), labels, seed)
+        return self
+
     def scores(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None) -> np.ndarray:
         """P(accept) per micrograph -> [N]."""
         return self.probe.scores(self.featurise(images, sessions))
 
-    def out_of_range(self, features: np.ndarray, z_max: float = OUT_OF_RANGE_Z) -> list[str]:
-        """Per row of ``features`` [N, D] (from :meth:`featurise`): "" when every image statistic lies within
-        ``z_max`` training standard deviations of the training mean, else the farthest one, e.g.
-        ``"log10_mean_counts z=-11.2"`` (module docstring). A head without image statistics returns all ""."""
-        if self.features["kind"] == "encoder":
-            return [""] * len(features)
+    def _range_view(self, absolute: np.ndarray, sessions: Sequence[str] | None) -> np.ndarray:
+        """The image statistics of :meth:`absolute_features` as the training range sees them: the mean counts
+        relative to the session when the head takes any feature relative to it, the rest as measured."""
         names = self._statistics_names()
-        part = slice(-len(names), None)
-        z = (np.asarray(features, dtype=np.float64)[:, part] - self.probe.mean[part]) / self.probe.std[part]
+        view = np.asarray(absolute, dtype=np.float64)[:, -len(names):]
+        return relative_to_session(view, sessions) if self.features.get("session_relative", False) else view
+
+    def out_of_range(self, absolute: np.ndarray, sessions: Sequence[str] | None = None,
+                     z_max: float = OUT_OF_RANGE_Z) -> list[str]:
+        """Per row of ``absolute`` [N, D] (from :meth:`absolute_features`, scored together as ``sessions``): ""
+        when every image statistic lies within ``z_max`` training standard deviations of its training mean,
+        else the farthest one, e.g. ``"log10_mean_counts z=-11.2"`` (module docstring). A head without image
+        statistics returns all ""."""
+        if self.features["kind"] == "encoder":
+            return [""] * len(absolute)
+        names = self._statistics_names()
+        view = self._range_view(absolute, sessions)
+        if "range" in self.features:
+            mean, std = (np.asarray(self.features["range"][k], dtype=np.float64) for k in ("mean", "std"))
+        elif self.features.get("session_relative", False) == "all":
+            raise CryolibError(f"curation head {self.name!r} stores no training range; train it with "
+                               "CurationHead.fit")
+        else:  # a head written before the range was stored: its probe saw these very features
+            mean, std = self.probe.mean[-len(names):], self.probe.std[-len(names):]
+        z = (view - mean) / std
         worst = np.abs(z).argmax(axis=1)
         return [f"{names[j]} z={z[i, j]:+.1f}" if abs(z[i, j]) > z_max else "" for i, j in enumerate(worst)]
 

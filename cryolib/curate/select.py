@@ -47,14 +47,15 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     head = head if isinstance(head, CurationHead) else load_curation_head(head)
     if not paths:
         raise CryolibError("no micrographs to curate")
-    features = head.session_features(np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths]))
+    absolute = np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths])
+    features = head.session_features(absolute)
     probabilities = head.probe.class_probabilities(features)  # [N, K]
     scores = probabilities[:, head.probe.classes.index(ACCEPT)]  # P(accept), as head.probe.scores gives it
     t = head.threshold if threshold is None else float(threshold)
     table = pd.DataFrame({"micrograph": [str(p) for p in paths],
                           "label": np.where(scores >= t, "accept", "reject"), "score": scores,
                           "likeliest_class": [head.probe.classes[k] for k in probabilities.argmax(axis=1)],
-                          "out_of_range": head.out_of_range(features)})
+                          "out_of_range": head.out_of_range(absolute)})
     table.attrs["threshold"] = t
     outside = table[table["out_of_range"] != ""]
     if len(outside):

@@ -13,9 +13,11 @@
   or the features make the difference.
 * Settings no training saw (:func:`unseen_settings_results`): every method scored on the registry's
   generalisation analogs (lower dose, other pixel sizes, ice gradients, carbon edges, other particle
-  families), one session per analog. The heads with image statistics take the mean counts relative
-  to the session (:mod:`cryolib.curate.features`): the mean scales with dose × pixel area, which
-  differs between sessions, not with quality.
+  families), one session per analog. The heads with image statistics take every feature relative to
+  its session's median (:mod:`cryolib.curate.features`): the mean counts scale with dose × pixel
+  area, and the embedding and the power spectrum move with pixel size, dose and defocus range, all
+  settings of a session, not qualities of a micrograph. The encoder-only probes stay the paper's
+  (absolute features).
 * Tables: :func:`table4` (ours beside the paper's Table 4), :func:`per_class_results` (per defect
   class), :func:`claims_table`; :func:`curation_metrics` for one checkpoint (Table 5's ablation).
 * :func:`ship_curation_head`: the head file and its model card from the same run. The shipped head
@@ -106,20 +108,18 @@ def encoder_head(checkpoint: str | os.PathLike, data: CurationData, seed: int = 
     ref = str(checkpoint)
     model, _ = load_encoder(ref)
     features = ({"kind": "encoder+image_statistics", "max_tiles": data.sizes.max_tiles, "n_bands": N_BANDS,
-                 "session_relative": True} if with_statistics else {"kind": "encoder", "max_tiles": data.sizes.max_tiles})
+                 "session_relative": "all"} if with_statistics else {"kind": "encoder", "max_tiles": data.sizes.max_tiles})
     head = CurationHead(name=name, probe=LinearProbe(PROBE_C), features=features,
                         encoder=ref if ref.startswith("asset:") else str(Path(ref).resolve()),
                         encoder_sha256=encoder_fingerprint(model))
-    head.probe.fit(head.featurise(data.images("train"), data.sessions("train")), data.classes("train"), seed)
-    return head
+    return head.fit(data.images("train"), data.classes("train"), data.sessions("train"), seed)
 
 
 def stats_head(data: CurationData, seed: int = 0) -> CurationHead:
     """A linear head on :func:`cryolib.curate.features.image_statistics`, trained on the training analogs' classes."""
     head = CurationHead(name="image-statistics", probe=LinearProbe(PROBE_C),
-                        features={"kind": "image_statistics", "n_bands": N_BANDS, "session_relative": True})
-    head.probe.fit(head.featurise(data.images("train"), data.sessions("train")), data.classes("train"), seed)
-    return head
+                        features={"kind": "image_statistics", "n_bands": N_BANDS, "session_relative": "all"})
+    return head.fit(data.images("train"), data.classes("train"), data.sessions("train"), seed)
 
 
 def evaluate_scores(scores: np.ndarray, data: CurationData, threshold: float = 0.5) -> dict[str, Any]:
