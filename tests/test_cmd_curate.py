@@ -152,3 +152,18 @@ def test_corrupt_micrograph_writes_nothing(mics, stats_head, tmp_path, capsys):
     (folder / "zz_broken.mrc").write_bytes(b"not an mrc file")
     out = tmp_path / "out"
     _bad(["curate", "--input", str(folder), "--checkpoint", str(stats_head), "--out", str(out)], capsys, out, "zz_broken")
+
+
+def test_curate_warns_when_a_session_relative_head_gets_too_few_micrographs(mics, stats_head, tmp_path, capsys,
+                                                                           caplog):
+    images = blob_micrographs(8, blobs=True, seed=1) + blob_micrographs(8, blobs=False, seed=2)
+    head = CurationHead("rel", LinearProbe(), {"kind": "image_statistics", "n_bands": 4, "session_relative": "all"})
+    sessions = ["s"] * 4 + ["t"] * 4 + ["s"] * 4 + ["t"] * 4
+    path = save_curation_head(tmp_path / "rel.pt", head.fit(images, [1] * 8 + [0] * 8, sessions))
+    code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(path), "--out", str(tmp_path / "few")], capsys)
+    assert code == 0, io.err  # 6 micrographs: curated, with a warning
+    assert "poor median" in caplog.text and "at least 8" in caplog.text
+    caplog.clear()
+    code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(stats_head), "--out",
+                     str(tmp_path / "absolute")], capsys)
+    assert code == 0 and "poor median" not in caplog.text  # an absolute head needs no session

@@ -25,7 +25,12 @@ from cryolib.curate.probe import ACCEPT
 
 log = logging.getLogger(__name__)
 
-__all__ = ["curate_micrographs", "write_quality_csv", "write_selection_star", "read_selection_star"]
+__all__ = ["MIN_SESSION_MICROGRAPHS", "curate_micrographs", "write_quality_csv", "write_selection_star",
+           "read_selection_star"]
+
+#: A session-relative head compares each micrograph with the median of the micrographs scored together; fewer
+#: than this make a poor median (one micrograph is its own median), and a warning says so.
+MIN_SESSION_MICROGRAPHS = 8
 
 
 def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | str | os.PathLike | None = None,
@@ -47,6 +52,10 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     head = head if isinstance(head, CurationHead) else load_curation_head(head)
     if not paths:
         raise CryolibError("no micrographs to curate")
+    if head.features.get("session_relative", False) and len(paths) < MIN_SESSION_MICROGRAPHS:
+        log.warning("curation head %s judges each micrograph against the median of the micrographs curated together "
+                    "(one session); %d make a poor median, so their scores mean little: curate a session of at least "
+                    "%d micrographs at a time", head.name, len(paths), MIN_SESSION_MICROGRAPHS)
     absolute = np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths])
     features = head.session_features(absolute)
     probabilities = head.probe.class_probabilities(features)  # [N, K]
