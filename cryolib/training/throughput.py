@@ -41,7 +41,7 @@ from cryolib.core.errors import CryolibError
 from cryolib.core.reproducibility import seed_everything
 from cryolib.training.data import batch_size_of
 from cryolib.training.distributed import amp_dtype, to_device
-from cryolib.training.loop import TrainConfig, train
+from cryolib.training.loop import TRAIN_LOG_NAME, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,6 @@ def run_utilisation(checkpoint: str | os.PathLike, device: str | torch.device = 
     from cryolib.models.objectives import get_objective
     from cryolib.models.vit import ViTConfig
     from cryolib.training.checkpoint import load_checkpoint
-    from cryolib.training.loop import TRAIN_LOG_NAME
 
     path = Path(checkpoint)
     log_path = path.parent / TRAIN_LOG_NAME
