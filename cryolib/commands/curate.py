@@ -11,9 +11,10 @@ shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backb
 ``<out>/selected_micrographs.star`` (``_rlnMicrographName`` of the accepted micrographs) and
 ``run.yaml`` (with ``out_of_range``: the micrographs outside the head's training range, whose scores
 mean little, and the image statistic that put each there). Every input is read and scored before the
-first file is written (one micrograph in memory at a time). The shipped head takes the mean counts
-relative to the inputs of one call (a session), so curate one session (one dose and pixel size) per
-call. Notebooks call the same :func:`cryolib.curate.select.curate_micrographs`.
+first file is written (one micrograph in memory at a time). The shipped head takes every feature
+relative to the inputs of one call (a session; :mod:`cryolib.curate.features`), so curate one session
+(one dose and pixel size, at least 8 micrographs) per call. Notebooks call the same
+:func:`cryolib.curate.select.curate_micrographs`.
 """
 
 from __future__ import annotations
