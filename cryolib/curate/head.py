@@ -161,18 +161,11 @@ class CurationHead:
         each session (:func:`~cryolib.curate.features.relative_to_session`) as the head says: every column
         (``"all"``), the mean counts only (``True``) or none. ``sessions``: one label per row, None = one session."""
         mode = self.features.get("session_relative", False)
-        x = np.asarray(features, dtype=np.float64)
+        x = np.array(features, dtype=np.float64, copy=True)
         if mode == "all":
             return relative_to_session(x, sessions, columns=None)
-        if not mode or self.features["kind"] == "encoder":
-            return x
-        return self._with_relative_mean(x, sessions)
-
-    def _with_relative_mean(self, features: np.ndarray, sessions: Sequence[str] | None) -> np.ndarray:
-        """``features`` with the statistics' log10 mean counts relative to the session."""
-        x = np.array(features, dtype=np.float64, copy=True)
-        part = slice(-len(self._statistics_names()), None)
-        x[:, part] = relative_to_session(x[:, part], sessions)
+        if mode and self.features["kind"] != "encoder":
+            x[:, -len(self._statistics_names()):] = self._range_view(x, sessions)  # the mean counts only
         return x
 
     def featurise(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None) -> np.ndarray:
