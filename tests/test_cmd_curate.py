@@ -13,6 +13,7 @@ from cryolib.curate.head import CurationHead, encoder_fingerprint, load_encoder,
 from cryolib.curate.probe import LinearProbe
 from cryolib.curate.select import read_selection_star
 from cryolib.io.micrographs import read_micrograph, write_mrc
+from cryolib.studies.curation_particles import particles_spec
 from test_curate_features import blob_micrographs
 from test_curate_probe import make_tiny_checkpoint
 
@@ -167,3 +168,27 @@ def test_curate_warns_when_a_session_relative_head_gets_too_few_micrographs(mics
     code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(stats_head), "--out",
                      str(tmp_path / "absolute")], capsys)
     assert code == 0 and "poor median" not in caplog.text  # an absolute head needs no session
+
+
+@pytest.fixture(scope="module")
+def particles_head(tmp_path_factory):
+    """A statistics head that also takes the particle coverage counted by the shipped detector."""
+    images = blob_micrographs(8, blobs=True, seed=1) + blob_micrographs(8, blobs=False, seed=2)
+    head = CurationHead("with-particles", LinearProbe(), {"kind": "image_statistics", "n_bands": 4,
+                                                          "particles": particles_spec()})
+    head.fit(images, [1] * 8 + [0] * 8, coverage=[-2.0] * 8 + [-4.0] * 8)
+    return save_curation_head(tmp_path_factory.mktemp("phead") / "head.pt", head)
+
+
+def test_a_head_that_counts_particles_needs_the_diameter(mics, particles_head, tmp_path, capsys):
+    out = tmp_path / "curated"
+    code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(particles_head), "--out", str(out)], capsys)
+    assert code == 2 and "--diameter-px" in io.err and len(io.err.strip().splitlines()) == 1
+    assert not out.exists()
+    code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(particles_head), "--out", str(out),
+                     "--diameter-px", "-3"], capsys)
+    assert code == 2 and "--diameter-px" in io.err and not out.exists()
+    code, io = _run(["curate", "--input", str(mics), "--checkpoint", str(particles_head), "--out", str(out),
+                     "--diameter-px", "8"], capsys)  # the shipped detector counts the blobs
+    assert code == 0, io.err
+    assert len(pd.read_csv(out / "quality.csv")) == 6

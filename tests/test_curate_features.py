@@ -136,3 +136,17 @@ def test_relative_to_session_centres_the_mean_counts_per_session_only():
         relative_to_session(stats, ["a"])
     with pytest.raises(CryolibError, match="shape"):
         relative_to_session(np.zeros(3))
+
+
+def test_particle_coverage_is_the_covered_fraction_in_log10():
+    from cryolib.curate.features import COVERAGE_FLOOR, particle_coverage
+
+    # 4 disks of 10 px on 100 x 100 px cover 4·π·25 / 10⁴ of it
+    assert particle_coverage(4, (100, 100), 10.0) == pytest.approx(np.log10(4 * np.pi * 25 / 1e4))
+    assert particle_coverage(0, (100, 100), 10.0) == np.log10(COVERAGE_FLOOR)  # no particle: the floor
+    # the same density on a 4x larger micrograph, or of 2x larger particles at 1/4 the count, covers the same
+    assert particle_coverage(16, (200, 200), 10.0) == pytest.approx(particle_coverage(4, (100, 100), 10.0))
+    assert particle_coverage(1, (100, 100), 20.0) == pytest.approx(particle_coverage(4, (100, 100), 10.0))
+    for bad in ((-1, (10, 10), 5.0), (1, (0, 10), 5.0), (1, (10, 10), 0.0), (1, (10, 10), float("nan"))):
+        with pytest.raises(CryolibError):
+            particle_coverage(*bad)

@@ -241,6 +241,28 @@ def test_an_all_relative_head_centres_every_feature_but_keeps_an_absolute_range(
         CurationHead("x", LinearProbe(), {"kind": "image_statistics", "session_relative": "some"})
 
 
+def test_a_head_with_particle_coverage_takes_it_as_its_last_feature(tmp_path):
+    images, y = _easy_set(8)
+    coverage = np.where(y == 1, -1.5, -3.0) + np.random.default_rng(0).normal(0, 0.1, len(y))
+    sessions = ["s"] * 4 + ["t"] * 4 + ["s"] * 4 + ["t"] * 4
+    head = CurationHead("cov", LinearProbe(), {"kind": "image_statistics", "n_bands": 4, "session_relative": "all",
+                                               "particles": {"picker": "detector", "min_score": 0.7}})
+    assert head.needs_coverage
+    with pytest.raises(CryolibError, match="--diameter-px"):
+        head.absolute_features(images)
+    with pytest.raises(CryolibError, match="one finite particle coverage"):
+        head.absolute_features(images, coverage[:3])
+    raw = head.absolute_features(images, coverage)
+    assert raw.shape == (16, 2 + 4 + 1) and np.array_equal(raw[:, -1], coverage)  # statistics, then the coverage
+    head.fit(images, y, sessions, coverage=coverage)
+    assert len(head.features["range"]["mean"]) == 2 + 4  # the training range covers the statistics only
+    # an empty session (no particle anywhere) is no image-statistics outlier
+    assert head.out_of_range(head.absolute_features(images, np.full(16, -4.0)), sessions) == [""] * 16
+    back = load_curation_head(save_curation_head(tmp_path / "cov.pt", head))
+    assert back.needs_coverage and np.array_equal(back.scores(images, sessions, coverage),
+                                                  head.scores(images, sessions, coverage))
+
+
 def test_head_checks_its_encoder_fingerprint(tiny_ckpt, tmp_path):
     other = make_tiny_checkpoint(tmp_path / "other", seed=1)
     head = CurationHead("tiny", LinearProbe().fit(np.eye(32)[:4], [0, 1, 0, 1]), {"kind": "encoder"},

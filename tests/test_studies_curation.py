@@ -13,6 +13,7 @@ from cryolib.core.errors import CryolibError
 from cryolib.curate.features import N_BANDS
 from cryolib.curate.probe import QUALITY_CLASSES, per_class_table
 from cryolib.studies import draco_curation as dc
+from test_curate_features import blob_micrographs
 from test_curate_probe import make_tiny_checkpoint
 
 TINY_SIZES = dc.CurationSizes(micrograph_px=64, n_frames=2, n_good=1, n_per_defect=1, n_train_analogs=1,
@@ -178,3 +179,20 @@ def test_unseen_settings_results_score_every_method_per_session(tiny_set):
     assert row["good_accepted"] == 1.0 and row["bad_rejected"] == 0.0 and row["precision"] == pytest.approx(1 / 7)
     expected = dc.evaluate_scores(head.scores(data.images("test"), data.sessions("test")), data)
     assert table.set_index("method").loc[dc.STATS, "f1"] == expected["f1"]
+
+
+def test_the_coverage_counter_counts_the_detectors_confident_picks():
+    from cryolib.curate.features import COVERAGE_FLOOR
+    from cryolib.studies import curation_particles as cp
+
+    image = blob_micrographs(1, blobs=True, seed=4)[0]
+    coverage = cp.coverage_counter(8.0)(image)
+    assert np.log10(COVERAGE_FLOOR) <= coverage <= 0.0
+    strict = cp.counter_for(cp.particles_spec(min_score=1.0), 8.0)(image)  # no pick scores above 1
+    assert strict == np.log10(COVERAGE_FLOOR) and strict <= coverage
+    with pytest.raises(CryolibError, match="diameter"):
+        cp.coverage_counter(0.0)
+    with pytest.raises(CryolibError, match="min_score"):
+        cp.particles_spec(min_score=1.5)
+    with pytest.raises(CryolibError, match="picker"):
+        cp.counter_for({"picker": "crystal-ball"}, 8.0)

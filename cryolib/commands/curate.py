@@ -13,7 +13,8 @@ shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backb
 mean little, and the image statistic that put each there). Every input is read and scored before the
 first file is written (one micrograph in memory at a time). The shipped head takes every feature
 relative to the inputs of one call (a session; :mod:`cryolib.curate.features`), so curate one session
-(one dose and pixel size, at least 8 micrographs) per call. Notebooks call the same
+(one dose and pixel size, at least 8 micrographs) per call. A head that counts particles (``features["particles"]``,
+:mod:`cryolib.studies.curation_particles`) needs ``--diameter-px``. Notebooks call the same
 :func:`cryolib.curate.select.curate_micrographs`.
 """
 
@@ -41,6 +42,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="curation head file (default: the shipped cryolib/assets/draco_curation.pt)")
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="accept when P(accept) >= P (default: the head's own, 0.5 unless it says otherwise)")
+    parser.add_argument("--diameter-px", type=float, default=None, metavar="D",
+                        help="particle diameter (px), for a head that counts particles (its model card says so)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -60,8 +63,17 @@ def main(args: argparse.Namespace) -> int:
     bad = [str(p) for p in paths if any(c.isspace() for c in str(p))]
     if bad:
         raise CryolibError(f"micrograph paths with whitespace cannot go into a STAR file: {bad[0]}; rename them")
+    if args.diameter_px is not None and not (math.isfinite(args.diameter_px) and args.diameter_px > 0):
+        raise CryolibError(f"--diameter-px must be a positive number of px, got {args.diameter_px}")
     head = load_curation_head(args.checkpoint)
-    table = curate_micrographs(paths, head, args.threshold)  # everything read and scored: now write
+    coverage_of = None
+    if head.needs_coverage and args.diameter_px is not None:
+        from cryolib.studies.curation_particles import counter_for
+
+        coverage_of = counter_for(head.features["particles"], args.diameter_px)
+    elif args.diameter_px is not None:
+        log.info("curation head %s counts no particles: --diameter-px is not used", head.name)
+    table = curate_micrographs(paths, head, args.threshold, coverage_of)  # everything read and scored: now write
     accepted = table.loc[table["label"] == "accept", "micrograph"].tolist()
     out.mkdir(parents=True, exist_ok=True)
     write_quality_csv(out / QUALITY_CSV, table)

@@ -55,10 +55,15 @@ __all__ = [
     "image_statistics",
     "image_statistics_names",
     "relative_to_session",
+    "particle_coverage",
+    "COVERAGE_NAME",
+    "COVERAGE_FLOOR",
     "N_BANDS",
 ]
 
 N_BANDS = 6  # radial power bands of the image-statistics features
+COVERAGE_NAME = "log10_particle_coverage"  # the particle-coverage feature (particle_coverage)
+COVERAGE_FLOOR = 1e-4  # coverage fraction given to a micrograph with no particle (log10: -4)
 
 
 def _check(image: np.ndarray, where: str = "micrograph") -> np.ndarray:
@@ -188,6 +193,18 @@ def relative_to_session(features: np.ndarray, sessions: Sequence[str] | None = N
         block = out[np.ix_(rows, cols)]
         out[np.ix_(rows, cols)] = block - np.median(block, axis=0)
     return out
+
+
+def particle_coverage(n_particles: int, shape: tuple[int, int], diameter_px: float) -> float:
+    """log10 of the fraction of a micrograph of ``shape`` (px) that ``n_particles`` disks of ``diameter_px`` cover,
+    n·π·d²/4 / (H·W), floored at :data:`COVERAGE_FLOOR` (no particle): a particle count in units that depend on
+    neither the micrograph's size nor the particle's. ``n_particles`` comes from a picker (the caller's choice)."""
+    h, w = (int(v) for v in shape)
+    if n_particles < 0 or h < 1 or w < 1 or not (np.isfinite(diameter_px) and diameter_px > 0):
+        raise CryolibError(f"need n_particles >= 0, a positive shape and diameter; got {n_particles}, {shape}, "
+                           f"{diameter_px}")
+    fraction = n_particles * np.pi * float(diameter_px) ** 2 / 4.0 / (h * w)
+    return float(np.log10(max(fraction, COVERAGE_FLOOR)))
 
 
 def image_statistics_names(n_bands: int = N_BANDS) -> list[str]:

@@ -8,7 +8,10 @@ One small file (``torch.save`` of plain types and tensors, read with ``weights_o
   image statistics (:mod:`cryolib.curate.features`), one linear head on both; ``session_relative``
   ``"all"`` takes every feature relative to the session (the micrographs scored together), ``True``
   (heads written before) only the mean counts, ``False`` none; ``range`` is the training range of the
-  image statistics (below), written by :meth:`CurationHead.fit`;
+  image statistics (below), written by :meth:`CurationHead.fit`; ``particles`` (optional:
+  ``{"picker", "min_score"}``) adds one last column, the particle coverage of each micrograph
+  (:func:`~cryolib.curate.features.particle_coverage`), which the caller computes with that picker and
+  passes in (``coverage=``): curation does not run pickers itself (the layers keep them apart);
 * ``encoder``: the checkpoint the features come from, as a path or ``"asset:<file>"`` (a file in
   ``cryolib/assets/``, e.g. the shipped DRACO model ``asset:draco_default.pt``), and
   ``encoder_sha256``, the fingerprint of its encoder weights (:func:`encoder_fingerprint`), checked
@@ -49,8 +52,8 @@ import cryolib
 from cryolib.core.atomic import atomic_path
 from cryolib.core.errors import CryolibError
 from cryolib.core.files import load_torch_file
-from cryolib.curate.features import (N_BANDS, encoder_features, image_statistics, image_statistics_names,
-                                     relative_to_session)
+from cryolib.curate.features import (COVERAGE_NAME, N_BANDS, encoder_features, image_statistics,
+                                     image_statistics_names, relative_to_session)
 from cryolib.curate.probe import LinearProbe
 
 log = logging.getLogger(__name__)
@@ -141,20 +144,46 @@ class CurationHead:
             self._encoder_cache = (model, stats)
         return self._encoder_cache
 
+    @property
+    def needs_coverage(self) -> bool:
+        """True when the head's last feature is the particle coverage (``features["particles"]``)."""
+        return bool(self.features.get("particles"))
+
     def _statistics_names(self) -> list[str]:
-        """Names of the image statistics, the last columns of the features of a head that has them."""
+        """Names of the image statistics of a head that has them (the columns before the coverage, if any)."""
         return image_statistics_names(int(self.features.get("n_bands", N_BANDS)))
 
-    def absolute_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Features [N, D] of micrographs (2-D arrays in counts), each on its own (no session step)."""
+    def _statistics_columns(self) -> slice:
+        """Where the image statistics sit in a feature row: last, or just before the particle coverage."""
+        end = -1 if self.needs_coverage else None
+        return slice(-len(self._statistics_names()) - (1 if self.needs_coverage else 0), end)
+
+    def absolute_features(self, images: Sequence[np.ndarray], coverage: Sequence[float] | None = None) -> np.ndarray:
+        """Features [N, D] of micrographs (2-D arrays in counts), each on its own (no session step); ``coverage``:
+        the log10 particle coverage of each micrograph, for a head that uses it (module docstring)."""
         kind, parts = self.features["kind"], []
+        column = self.coverage_column(coverage, len(images))  # checked first: it needs no work
         if kind != "image_statistics":
             model, stats = self.load_encoder()
             parts.append(encoder_features(model, images, stats, int(self.features.get("max_tiles", 16))))
         if kind != "encoder":
             n_bands = int(self.features.get("n_bands", N_BANDS))
             parts.append(np.stack([image_statistics(im, n_bands) for im in images]))
-        return np.hstack(parts)
+        return np.hstack(parts + ([column] if column is not None else []))
+
+    def coverage_column(self, coverage: Sequence[float] | None, n: int) -> np.ndarray | None:
+        """``coverage`` of ``n`` micrographs as the last feature column [n, 1] of a head that uses it (else None);
+        a :class:`CryolibError` that says what to pass when it is missing or of the wrong length."""
+        if not self.needs_coverage:
+            return None
+        if coverage is None:
+            picker = self.features["particles"].get("picker", "a picker")
+            raise CryolibError(f"curation head {self.name!r} uses the particle coverage ({COVERAGE_NAME}, counted "
+                               f"with {picker}): pass the particle diameter (cryolib curate --diameter-px)")
+        values = np.asarray(coverage, dtype=np.float64).reshape(-1, 1)
+        if len(values) != n or not np.isfinite(values).all():
+            raise CryolibError(f"need one finite particle coverage per micrograph: {len(values)} for {n} micrographs")
+        return values
 
     def session_features(self, features: np.ndarray, sessions: Sequence[str] | None = None) -> np.ndarray:
         """:meth:`absolute_features` of micrographs scored together -> the head's features, taken relative to
@@ -165,19 +194,20 @@ class CurationHead:
         if mode == "all":
             return relative_to_session(x, sessions, columns=None)
         if mode and self.features["kind"] != "encoder":
-            x[:, -len(self._statistics_names()):] = self._range_view(x, sessions)  # the mean counts only
+            x[:, self._statistics_columns()] = self._range_view(x, sessions)  # the mean counts only
         return x
 
-    def featurise(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None) -> np.ndarray:
+    def featurise(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None,
+                  coverage: Sequence[float] | None = None) -> np.ndarray:
         """Features [N, D] of micrographs (2-D arrays in counts) scored together (``sessions``: see
-        :meth:`session_features`)."""
-        return self.session_features(self.absolute_features(images), sessions)
+        :meth:`session_features`; ``coverage``: see :meth:`absolute_features`)."""
+        return self.session_features(self.absolute_features(images, coverage), sessions)
 
     def fit(self, images: Sequence[np.ndarray], labels: Sequence[Any], sessions: Sequence[str] | None = None,
-            seed: int = 0) -> "CurationHead":
+            seed: int = 0, coverage: Sequence[float] | None = None) -> "CurationHead":
         """Train the probe on micrographs (counts) and their labels (1/0 or quality classes), recording the
         image statistics' training range (module docstring) -> self."""
-        absolute = self.absolute_features(images)
+        absolute = self.absolute_features(images, coverage)
         if self.features["kind"] != "encoder":
             view = self._range_view(absolute, sessions)
             self.features["range"] = {"mean": view.mean(axis=0).tolist(),
@@ -185,15 +215,15 @@ class CurationHead:
         self.probe.fit(self.session_features(absolute, sessions), labels, seed)
         return self
 
-    def scores(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None) -> np.ndarray:
+    def scores(self, images: Sequence[np.ndarray], sessions: Sequence[str] | None = None,
+               coverage: Sequence[float] | None = None) -> np.ndarray:
         """P(accept) per micrograph -> [N]."""
-        return self.probe.scores(self.featurise(images, sessions))
+        return self.probe.scores(self.featurise(images, sessions, coverage))
 
     def _range_view(self, absolute: np.ndarray, sessions: Sequence[str] | None) -> np.ndarray:
         """The image statistics of :meth:`absolute_features` as the training range sees them: the mean counts
         relative to the session when the head takes any feature relative to it, the rest as measured."""
-        names = self._statistics_names()
-        view = np.asarray(absolute, dtype=np.float64)[:, -len(names):]
+        view = np.asarray(absolute, dtype=np.float64)[:, self._statistics_columns()]
         return relative_to_session(view, sessions) if self.features.get("session_relative", False) else view
 
     def out_of_range(self, absolute: np.ndarray, sessions: Sequence[str] | None = None,
@@ -212,7 +242,7 @@ class CurationHead:
             raise CryolibError(f"curation head {self.name!r} stores no training range; train it with "
                                "CurationHead.fit")
         else:  # a head written before the range was stored: its probe saw these very features
-            mean, std = self.probe.mean[-len(names):], self.probe.std[-len(names):]
+            mean, std = self.probe.mean[self._statistics_columns()], self.probe.std[self._statistics_columns()]
         z = (view - mean) / std
         worst = np.abs(z).argmax(axis=1)
         return [f"{names[j]} z={z[i, j]:+.1f}" if abs(z[i, j]) > z_max else "" for i, j in enumerate(worst)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,8 @@ MIN_SESSION_MICROGRAPHS = 8
 
 
 def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | str | os.PathLike | None = None,
-                       threshold: float | None = None) -> pd.DataFrame:
+                       threshold: float | None = None,
+                       coverage_of: Callable[[np.ndarray], float] | None = None) -> pd.DataFrame:
     """Score micrographs with a curation head (default: the shipped one) -> DataFrame with columns
     micrograph (path as given), label ("accept"/"reject"), score (P(accept)), likeliest_class (the head's
     most probable quality class), out_of_range ("" or the image statistic outside the head's training
@@ -43,7 +44,9 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     Micrographs are read and featurised one at a time (memory stays at one micrograph), then scored
     together: a session-relative head (:mod:`cryolib.curate.features`) takes every input as one
     session, so pass one session's micrographs at a time. A file that cannot be read raises before
-    the caller has written anything.
+    the caller has written anything. ``coverage_of``: image -> log10 particle coverage
+    (:func:`~cryolib.curate.features.particle_coverage` of a picker's count), for a head that uses it
+    (:attr:`~cryolib.curate.head.CurationHead.needs_coverage`; ``cryolib.studies.curation_particles`` makes one).
     """
     from cryolib.io.micrographs import read_micrograph
 
@@ -56,7 +59,9 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
         log.warning("curation head %s judges each micrograph against the median of the micrographs curated together "
                     "(one session); %d make a poor median, so their scores mean little: curate a session of at least "
                     "%d micrographs at a time", head.name, len(paths), MIN_SESSION_MICROGRAPHS)
-    absolute = np.vstack([head.absolute_features([read_micrograph(p)[0]]) for p in paths])
+    if coverage_of is None:
+        head.coverage_column(None, len(paths))  # a head that counts particles says what it needs, before any work
+    absolute = np.vstack([_features_of(head, read_micrograph(p)[0], coverage_of) for p in paths])
     features = head.session_features(absolute)
     probabilities = head.probe.class_probabilities(features)  # [N, K]
     scores = probabilities[:, head.probe.classes.index(ACCEPT)]  # P(accept), as head.probe.scores gives it
@@ -75,6 +80,12 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     log.info("curated %d micrographs with %s: %d accepted (threshold %.3g)", len(table), head.name,
              int((table["label"] == "accept").sum()), t)
     return table
+
+
+def _features_of(head: CurationHead, image: np.ndarray, coverage_of: Callable[[np.ndarray], float] | None) -> np.ndarray:
+    """:meth:`CurationHead.absolute_features` of one micrograph, with its particle coverage when the head uses it."""
+    coverage = [coverage_of(image)] if head.needs_coverage else None
+    return head.absolute_features([image], coverage)
 
 
 def write_quality_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
