@@ -33,6 +33,13 @@ from cryolib.studies.draco_denoising import load_study
 from cryolib.studies.plots_denoising import frc_figure, length_figure
 
 
+def curation_table(profile: str, checkpoints: dict, seed: int) -> None:
+    """Notebook 06's linear probe on each length's frozen encoder -> tables/draco_training_length_curation."""
+    curation = tl.curation_by_length(build_curation_set(profile, seed=seed), checkpoints, seed=seed)
+    save_table(curation, "draco_training_length_curation", profile)
+    print(curation.round(3).to_string(index=False))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")
@@ -40,12 +47,19 @@ def main() -> int:
                         help="DRACO epochs (default: the profile's sweep)")
     parser.add_argument("--micrographs", type=int, default=2, help="micrographs per Table 2 analog")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-curation", action="store_true",
-                        help="skip the curation probe per length (it builds notebook 06's curation set when missing)")
+    curation = parser.add_mutually_exclusive_group()
+    curation.add_argument("--no-curation", action="store_true",
+                          help="skip the curation probe per length (it builds notebook 06's curation set when missing)")
+    curation.add_argument("--curation-only", action="store_true",
+                          help="only the curation probe per length (after notebook 06's curation set changed); "
+                               "the denoising tables and figures stay as they are")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     checkpoints = tl.train_lengths(args.profile, args.epochs, seed=args.seed)
+    if args.curation_only:
+        curation_table(args.profile, checkpoints, args.seed)
+        return 0
     variants, variant_epochs, pairs = {}, {}, []
     for patch, crop, epochs in tl.PATCH_VARIANTS.get(args.profile, ()):
         label = tl.patch_label(patch, crop, epochs)
@@ -77,9 +91,7 @@ def main() -> int:
     save_table(trend, "draco_training_length_trend", args.profile)
     save_figure(length_figure(curve, tl.METRIC_LABELS), "draco_training_length_snr", args.profile)
     if not args.no_curation:
-        curation = tl.curation_by_length(build_curation_set(args.profile, seed=args.seed), checkpoints, seed=args.seed)
-        save_table(curation, "draco_training_length_curation", args.profile)
-        print(curation.round(3).to_string(index=False))
+        curation_table(args.profile, checkpoints, args.seed)
     methods = [*tl.BASELINES, *(tl.length_label(e) for e in sorted(checkpoints)), *variants]
     save_figure(frc_figure(frc_mean, methods), "draco_training_length_frc", args.profile)
     print(summary.round(2).to_string(index=False))

@@ -150,9 +150,10 @@ def _check_draco_pretraining(m: dict, tables: Path) -> None:
 def _check_curation(m: dict, tables: Path) -> None:
     """06: Table 4 for every method, counts of the balanced curation set, the claims tested."""
     from cryolib.studies import draco_curation as dc
-    methods = {"DRACO-B", "DRACO-L", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.RESNET, dc.RESNET_CLASSES, dc.STATS}
+    methods = {"DRACO-B", "DRACO-L", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.DRACO_PARTICLES, dc.RESNET,
+               dc.RESNET_CLASSES, dc.STATS}
     assert set(m["f1"]) == methods and set(m["accuracy"]) == methods
-    assert m["shipped_head_f1"] == m["f1"][dc.DRACO_STATS]
+    assert m["shipped_head_f1"] == m["f1"][dc.DRACO_PARTICLES]
     assert set(m["unseen_settings_f1"]) == methods  # every method also on the settings no training saw
     unseen = pd.read_csv(tables / "curation_unseen_settings.csv")
     assert len(unseen) == len(methods) and (unseen["micrographs"] == unseen["good"] + unseen["bad"]).all()

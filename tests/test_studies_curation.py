@@ -31,7 +31,7 @@ def test_profiles_have_sizes_and_held_out_analogs_are_disjoint():
     assert not set(dc.TRAIN_ANALOGS) & set(dc.TEST_ANALOGS)
     default = dc.curation_sizes("default")
     n = (default.n_good + 6 * default.n_per_defect) * (default.n_train_analogs + default.n_test_analogs)
-    assert 100 <= n <= 200 and default.micrograph_px == 256  # the ~5 minute budget on 2 cores
+    assert 100 <= n <= 200 and default.micrograph_px == 1024  # 30–100 particles each, ~2 min to simulate on 2 cores
     with pytest.raises(CryolibError, match="unknown profile"):
         dc.curation_sizes("huge")
 
@@ -99,18 +99,21 @@ def test_table4_puts_the_paper_beside_ours_and_reports_miffi():
 
 def test_claims_follow_the_numbers():
     good = dc.claims_table(dc.table4(_results({"DRACO-B": 0.96, "DRACO-L": 0.98, dc.ENCODER_METHODS["mae"]: 0.9,
-                                               dc.DRACO_STATS: 0.97, dc.RESNET: 0.8, dc.STATS: 0.7})))
-    assert list(good["supported"]) == ["yes"] * 8 + ["not testable"]
+                                               dc.DRACO_STATS: 0.97, dc.DRACO_PARTICLES: 0.99, dc.RESNET: 0.8,
+                                               dc.STATS: 0.7})))
+    assert list(good["supported"]) == ["yes"] * 9 + ["not testable"]
     bad = dc.claims_table(dc.table4(_results({"DRACO-B": 0.6, "DRACO-L": 0.5, dc.ENCODER_METHODS["mae"]: 0.9,
-                                              dc.DRACO_STATS: 0.6, dc.RESNET: 0.8, dc.STATS: 0.7})))
-    assert list(bad["supported"]) == ["no"] * 8 + ["not testable"]
-    # the combined head is DRACO's own: it never counts as a peer DRACO has to beat
+                                              dc.DRACO_STATS: 0.6, dc.DRACO_PARTICLES: 0.6, dc.RESNET: 0.8,
+                                              dc.STATS: 0.7})))
+    assert list(bad["supported"]) == ["no"] * 9 + ["not testable"]
+    # the combined heads are DRACO's own: they never count as peers DRACO has to beat
     ours = dc.claims_table(dc.table4(_results({"DRACO-B": 0.96, "DRACO-L": 0.98, dc.ENCODER_METHODS["mae"]: 0.9,
-                                               dc.DRACO_STATS: 0.99, dc.RESNET: 0.8, dc.STATS: 0.7})))
+                                               dc.DRACO_STATS: 0.99, dc.DRACO_PARTICLES: 1.0, dc.RESNET: 0.8,
+                                               dc.STATS: 0.7})))
     assert ours["supported"].iloc[0] == "yes"
     without = dc.claims_table(dc.table4(_results({"DRACO-B": 0.96, "DRACO-L": 0.98, dc.ENCODER_METHODS["mae"]: 0.9,
                                                   dc.RESNET: 0.8, dc.STATS: 0.7})))
-    assert list(without["supported"]) == ["yes"] * 6 + ["not testable"] * 3
+    assert list(without["supported"]) == ["yes"] * 6 + ["not testable"] * 4
     with pytest.raises(CryolibError, match="no DRACO row"):
         dc.claims_table(dc.table4(_results({dc.RESNET: 0.8})))
 
@@ -128,20 +131,22 @@ def test_headline_metrics_and_per_class_results(tiny_set):
     assert m["per_class_correct"]["DRACO-B"]["good"] == 0.5
 
 
-def test_the_shipped_head_sees_the_embedding_and_the_statistics(tiny_set, tmp_path):
+def test_the_shipped_head_sees_the_embedding_the_statistics_and_the_particles(tiny_set, tmp_path):
     _, data = tiny_set
     ckpt = make_tiny_checkpoint(tmp_path / "run")
-    head = dc.encoder_head(ckpt, data, seed=0, with_statistics=True)
+    head = dc.encoder_head(ckpt, data, seed=0, with_statistics=True, with_particles=True)
     assert head.features["kind"] == "encoder+image_statistics" and head.features["session_relative"] == "all"
+    assert head.needs_coverage and head.features["particles"]["picker"] == "detector"
     assert len(head.features["range"]["mean"]) == len(head.features["range"]["std"]) == 2 + N_BANDS
     assert data.sessions("test") == [dc.TEST_ANALOGS[0]] * 7
+    assert data.coverage("test").shape == (7,) and np.isfinite(data.coverage("test")).all()
     assert head.probe.classes == tuple(sorted(QUALITY_CLASSES))  # trained on the quality classes
-    scores = head.scores(data.images("test"))
+    scores = dc.split_scores(head, data)
     assert scores.shape == (7,) and np.all((scores >= 0) & (scores <= 1))
-    results = {dc.DRACO_STATS: {"head": head, "scores": scores, **dc.evaluate_scores(scores, data)}}
+    results = {dc.DRACO_PARTICLES: {"head": head, "scores": scores, **dc.evaluate_scores(scores, data)}}
     shipped, evaluation, per_class = dc.shipping_head(data, results)
     assert shipped.name == "draco-curation" and shipped.features == head.features
-    assert evaluation["f1"].iloc[0] == results[dc.DRACO_STATS]["f1"] and len(per_class) == 7
+    assert evaluation["f1"].iloc[0] == results[dc.DRACO_PARTICLES]["f1"] and len(per_class) == 7
 
 
 def test_missing_encoders_raise_a_clear_error(tmp_path):
@@ -160,8 +165,10 @@ def test_class_examples_one_per_class(tiny_set):
 def test_table4_tick_labels_stay_distinct():
     from cryolib.studies.plots_curation import short_method_names, table4_figure
 
-    methods = ["DRACO-B", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.STATS, dc.RESNET, dc.RESNET_CLASSES]
-    assert short_method_names(methods) == ["DRACO-B", "MAE", "DRACO-B + image statistics", "Image statistics",
+    methods = ["DRACO-B", dc.ENCODER_METHODS["mae"], dc.DRACO_STATS, dc.DRACO_PARTICLES, dc.STATS, dc.RESNET,
+               dc.RESNET_CLASSES]
+    assert short_method_names(methods) == ["DRACO-B", "MAE", "DRACO-B + image statistics",
+                                           "DRACO-B + image statistics + particle coverage", "Image statistics",
                                            "ResNet18, from scratch", "ResNet18, quality classes"]
     fig = table4_figure(dc.table4(_results({m: 0.8 for m in methods})))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]

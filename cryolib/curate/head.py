@@ -27,9 +27,9 @@ it use the probe's standardisation). A micrograph whose statistic lies more than
 :data:`OUT_OF_RANGE_Z` training standard deviations away is outside that range, and its score means
 little: the statistics assume counts (e⁻ per pixel), so an 8-bit, downsampled or normalised image
 lands there, even when all the micrographs of a session are alike and so look ordinary relative to
-one another. With the shipped head, CryoPPP's PNGs (`../shared/realdata/`) reach |z| 9.5–13.4 on the
-top power band, cut by their downsampling; the held-out analogs stay within |z| 3.7 and the
-generalisation analogs (another dose and pixel size) within 2.3. The encoder embedding gets no such
+one another. With the shipped head, CryoPPP's PNGs (`../shared/realdata/`) reach |z| 9.8–13.8 on the
+top power band, cut by their downsampling; the held-out analogs stay within |z| 3.8 and the
+generalisation analogs (another dose and pixel size) within 2.4. The encoder embedding gets no such
 check: its features reach |z| 17 on held-out analogs that the head scores right.
 """
 

@@ -21,9 +21,11 @@
 * Tables: :func:`table4` (ours beside the paper's Table 4), :func:`per_class_results` (per defect
   class), :func:`claims_table`; :func:`curation_metrics` for one checkpoint (Table 5's ablation).
 * :func:`ship_curation_head`: the head file and its model card from the same run. The shipped head
-  is the DRACO-B + image-statistics one: on our analogs the embedding does not see the spectral
-  defects (severe drift takes high-frequency power away, a carbon film adds it) that the
-  statistics measure directly, and a head on both is what a user of ``cryolib curate`` needs.
+  is the DRACO-B + image-statistics + particle-coverage one: on our analogs the embedding does not see
+  the spectral defects (severe drift takes high-frequency power away, a carbon film adds it) that the
+  statistics measure directly, and neither sees an empty micrograph, which differs from a good one
+  only in its particles; the particle coverage (:mod:`cryolib.studies.curation_particles`, DRACO's
+  detector on the same backbone) counts them. ``cryolib curate`` then needs the particle diameter.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from cryolib.curate.head import DEFAULT_ENCODER, CurationHead, encoder_fingerpri
 from cryolib.curate.probe import METRICS, LinearProbe, classification_metrics, per_class_table
 from cryolib.curate.resnet import train_resnet
 from cryolib.curate.ship import ship_curation_head  # noqa: F401  (re-exported for notebook 06)
+from cryolib.studies.curation_particles import particles_spec
 from cryolib.studies.curation_set import (  # noqa: F401  (re-exported for notebook 06 and the tests)
     CURATION_SIZES,
     DEFECT_CLASSES,
@@ -75,7 +78,8 @@ PAPER_TABLE4 = {
 }
 ENCODER_METHODS = {"draco-b": "DRACO-B", "draco-l": "DRACO-L", "mae": "MAE (linear probe)"}
 RESNET, STATS, MIFFI = "ResNet18 (from scratch)", "Image statistics (linear probe)", "Miffi (reported)"
-DRACO_STATS = "DRACO-B + image statistics (linear probe)"  # the shipped head
+DRACO_STATS = "DRACO-B + image statistics (linear probe)"
+DRACO_PARTICLES = "DRACO-B + image statistics + particle coverage (linear probe)"  # the shipped head
 RESNET_CLASSES = "ResNet18 (from scratch, quality classes)"
 
 
@@ -102,17 +106,28 @@ def shipping_card(data: CurationData, encoder_key: str = "draco-b") -> dict:
 
 
 def encoder_head(checkpoint: str | os.PathLike, data: CurationData, seed: int = 0, name: str = "probe",
-                 with_statistics: bool = False) -> CurationHead:
+                 with_statistics: bool = False, with_particles: bool = False) -> CurationHead:
     """A linear head on the frozen encoder of ``checkpoint`` (a path or ``asset:<file>``), with the image
-    statistics beside the embedding when ``with_statistics``, trained on the training analogs' quality classes."""
+    statistics beside the embedding when ``with_statistics`` and the particle coverage after them when
+    ``with_particles`` (session-relative, like the statistics), trained on the training analogs' quality classes."""
     ref = str(checkpoint)
     model, _ = load_encoder(ref)
     features = ({"kind": "encoder+image_statistics", "max_tiles": data.sizes.max_tiles, "n_bands": N_BANDS,
                  "session_relative": "all"} if with_statistics else {"kind": "encoder", "max_tiles": data.sizes.max_tiles})
+    if with_particles:
+        features["particles"] = particles_spec()
     head = CurationHead(name=name, probe=LinearProbe(PROBE_C), features=features,
                         encoder=ref if ref.startswith("asset:") else str(Path(ref).resolve()),
                         encoder_sha256=encoder_fingerprint(model))
-    return head.fit(data.images("train"), data.classes("train"), data.sessions("train"), seed)
+    coverage = data.coverage("train") if with_particles else None
+    return head.fit(data.images("train"), data.classes("train"), data.sessions("train"), seed, coverage)
+
+
+def split_scores(head: CurationHead, data: CurationData, split: str = "test") -> np.ndarray:
+    """P(accept) of a head on one split, the split's analogs as sessions (and its particle coverage when the
+    head uses it)."""
+    coverage = data.coverage(split) if head.needs_coverage else None
+    return head.scores(data.images(split), data.sessions(split), coverage)
 
 
 def stats_head(data: CurationData, seed: int = 0) -> CurationHead:
@@ -133,48 +148,49 @@ def curation_metrics(checkpoint: str | os.PathLike, curation_data: CurationData,
     """Accuracy, precision, recall, F1 (and ``per_class``) of a linear probe on one checkpoint's
     encoder, trained on the training analogs and scored on the held-out ones (Tables 4 and 5)."""
     head = encoder_head(checkpoint, curation_data, seed)
-    return evaluate_scores(head.scores(curation_data.images("test"), curation_data.sessions("test")), curation_data)
+    return evaluate_scores(split_scores(head, curation_data), curation_data)
 
 
 def run_methods(data: CurationData, encoders: Mapping[str, str | os.PathLike], seed: int = 0) -> dict[str, dict]:
     """Every method of Table 4 that runs here -> {method: {"head" or "model", "scores", metrics, per_class}}.
 
     ``encoders``: {"draco-b" | "draco-l" | "mae": checkpoint} (:data:`ENCODER_METHODS`); with "draco-b",
-    also the shipped head's kind (:data:`DRACO_STATS`).
+    also DRACO-B with the image statistics (:data:`DRACO_STATS`) and with the particle coverage too
+    (:data:`DRACO_PARTICLES`, the shipped head's kind).
     """
     unknown = sorted(set(encoders) - set(ENCODER_METHODS))
     if unknown:
         raise CryolibError(f"unknown encoder keys {unknown}; use {sorted(ENCODER_METHODS)}")
-    test, sessions = data.images("test"), data.sessions("test")
-    out = {}
-    for key, ckpt in sorted(encoders.items(), key=lambda kv: list(ENCODER_METHODS).index(kv[0])):
-        head = encoder_head(ckpt, data, seed, name=f"{key}-curation")
-        scores = head.scores(test, sessions)
-        out[ENCODER_METHODS[key]] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
+    heads = {ENCODER_METHODS[key]: encoder_head(ckpt, data, seed, name=f"{key}-curation")
+             for key, ckpt in sorted(encoders.items(), key=lambda kv: list(ENCODER_METHODS).index(kv[0]))}
     if "draco-b" in encoders:
-        head = encoder_head(encoders["draco-b"], data, seed, name="draco-b+statistics-curation", with_statistics=True)
-        scores = head.scores(test, sessions)
-        out[DRACO_STATS] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
-    head = stats_head(data, seed)
-    scores = head.scores(test, sessions)
-    out[STATS] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
+        heads[DRACO_STATS] = encoder_head(encoders["draco-b"], data, seed, name="draco-b+statistics-curation",
+                                          with_statistics=True)
+        heads[DRACO_PARTICLES] = encoder_head(encoders["draco-b"], data, seed, name="draco-b+particles-curation",
+                                              with_statistics=True, with_particles=True)
+    heads[STATS] = stats_head(data, seed)
+    out = {}
+    for method, head in heads.items():
+        scores = split_scores(head, data)
+        out[method] = {"head": head, "scores": scores, **evaluate_scores(scores, data)}
     for method, labels in ((RESNET, data.accept("train")), (RESNET_CLASSES, data.classes("train"))):
         resnet = train_resnet(data.images("train"), labels, data.sizes.resnet_px, data.sizes.resnet_epochs, seed=seed)
-        scores = resnet.scores(test)
+        scores = resnet.scores(data.images("test"))
         out[method] = {"model": resnet, "scores": scores, **evaluate_scores(scores, data)}
     return out
 
 
 def shipping_head(data: CurationData, results: Mapping[str, Mapping[str, Any]], install: bool = False, seed: int = 0
                   ) -> tuple[CurationHead, pd.DataFrame, pd.DataFrame]:
-    """The head to ship, its evaluation row and per-class table: the DRACO-B + image-statistics head from
-    :func:`run_methods` (:data:`DRACO_STATS`); with ``install``, the same head retrained on the shipped DRACO
-    model (``asset:draco_default.pt``, which must exist)."""
+    """The head to ship, its evaluation row and per-class table: the DRACO-B + image-statistics + particle-coverage
+    head from :func:`run_methods` (:data:`DRACO_PARTICLES`); with ``install``, the same head retrained on the
+    shipped DRACO model (``asset:draco_default.pt``, which must exist)."""
     if install:
-        head = encoder_head(DEFAULT_ENCODER, data, seed, name="draco-curation", with_statistics=True)
-        res: Mapping[str, Any] = evaluate_scores(head.scores(data.images("test"), data.sessions("test")), data)
+        head = encoder_head(DEFAULT_ENCODER, data, seed, name="draco-curation", with_statistics=True,
+                            with_particles=True)
+        res: Mapping[str, Any] = evaluate_scores(split_scores(head, data), data)
     else:
-        res = results[DRACO_STATS]
+        res = results[DRACO_PARTICLES]
         head = dataclasses.replace(res["head"], name="draco-curation")
     held_out = ", ".join(sorted(set(data.rows("test")["analog"])))
     evaluation = pd.DataFrame([{"head": head.name, "encoder": head.encoder, "test_analogs": held_out,
@@ -185,11 +201,10 @@ def shipping_head(data: CurationData, results: Mapping[str, Mapping[str, Any]], 
 def unseen_settings_results(results: Mapping[str, Mapping[str, Any]], unseen: CurationData) -> pd.DataFrame:
     """Each method of :func:`run_methods` on :func:`unseen_settings_set` -> method, micrographs, good, bad,
     good_accepted, bad_rejected (shares), accuracy, precision, recall, f1. One session per analog."""
-    images, sessions = unseen.images("test"), unseen.sessions("test")
     good = unseen.accept("test").astype(bool)
     rows = []
     for method, res in results.items():
-        scores = res["head"].scores(images, sessions) if "head" in res else res["model"].scores(images)
+        scores = split_scores(res["head"], unseen) if "head" in res else res["model"].scores(unseen.images("test"))
         accepted = np.asarray(scores) >= 0.5
         rows.append({"method": method, "micrographs": len(good), "good": int(good.sum()), "bad": int((~good).sum()),
                      "good_accepted": float(accepted[good].mean()) if good.any() else float("nan"),
@@ -238,10 +253,10 @@ def claims_table(t4: pd.DataFrame, target_f1: float = 0.95) -> pd.DataFrame:
     """Each Table 4 claim of the paper, tested on our numbers: claim, paper_statement, our_numbers, supported."""
     best = _best_draco(t4)
     ran = t4[t4["source"] == "run here"]
-    others = ran[~ran["method"].isin(["DRACO-B", "DRACO-L", DRACO_STATS])]
+    others = ran[~ran["method"].isin(["DRACO-B", "DRACO-L", DRACO_STATS, DRACO_PARTICLES])]
     beats_all = bool(all((best[m] >= others[m]).all() for m in METRICS))
-    f1b, f1l, f1r, f1m, f1s, f1h = (_f1(t4, m) for m in ("DRACO-B", "DRACO-L", RESNET, ENCODER_METHODS["mae"], STATS,
-                                                          DRACO_STATS))
+    f1b, f1l, f1r, f1m, f1s, f1h, f1p = (_f1(t4, m) for m in ("DRACO-B", "DRACO-L", RESNET, ENCODER_METHODS["mae"],
+                                                               STATS, DRACO_STATS, DRACO_PARTICLES))
     rows = [
         ("DRACO is best on all four metrics", "DRACO reports the best results on all four classification metrics (Table 4)",
          f"best DRACO ({best['method']}): " + ", ".join(f"{m} {best[m]:.3f}" for m in METRICS)
@@ -266,10 +281,15 @@ def claims_table(t4: pd.DataFrame, target_f1: float = 0.95) -> pd.DataFrame:
          "paper_statement": "not in the paper",
          "our_numbers": f"F1 DRACO-B + image statistics {f1h:.3f} vs image statistics alone {f1s:.3f}",
          "supported": "yes" if f1h > f1s else ("no" if np.isfinite(f1h) else "not testable")},
-        {"claim": f"The shipped head (DRACO-B + image statistics) reaches F1 >= {target_f1} (our question)",
+        {"claim": f"The shipped head (DRACO-B + image statistics + particle coverage) reaches F1 >= {target_f1} "
+                  "(our question)",
          "paper_statement": "not in the paper",
-         "our_numbers": f"F1 {f1h:.3f} on the held-out analogs",
-         "supported": "yes" if f1h >= target_f1 else ("no" if np.isfinite(f1h) else "not testable")},
+         "our_numbers": f"F1 {f1p:.3f} on the held-out analogs",
+         "supported": "yes" if f1p >= target_f1 else ("no" if np.isfinite(f1p) else "not testable")},
+        {"claim": "The particle coverage adds to DRACO-B and the image statistics (our question, not the paper's)",
+         "paper_statement": "not in the paper",
+         "our_numbers": f"F1 with the coverage {f1p:.3f} vs without {f1h:.3f}",
+         "supported": "yes" if f1p > f1h else ("no" if np.isfinite(f1p) else "not testable")},
         {"claim": "Miffi (reported, not run)",
          "paper_statement": "Miffi lacks generalisability on the test set: F1 0.871 (Table 4)",
          "our_numbers": "not run: Miffi's general model and its 45,000 training micrographs are not available here",
@@ -288,7 +308,7 @@ def headline_metrics(t4: pd.DataFrame, claims: pd.DataFrame, per_class: pd.DataF
             "unseen_settings_f1": {} if unseen is None else unseen.set_index("method")["f1"].to_dict(),
             "best_draco": str(best["method"]), "best_draco_f1": float(best["f1"]),
             "draco_beats_resnet": bool(best["f1"] > _f1(t4, RESNET)),
-            "shipped_head_f1": _f1(t4, DRACO_STATS),
+            "shipped_head_f1": _f1(t4, DRACO_PARTICLES),
             "per_class_correct": {m: g.set_index("class")["correct"].to_dict() for m, g in per_class.groupby("method")},
             "n_train": int((data.table["split"] == "train").sum()), "n_test": int((data.table["split"] == "test").sum()),
             "claims_supported": int((claims["supported"] == "yes").sum()),

@@ -110,12 +110,17 @@ def denoising_summary(rows: pd.DataFrame, methods: Sequence[str] | None = None) 
 def real_curation_check(folder: str | Path, head=None) -> pd.DataFrame:
     """A curation head (default: the shipped one) on every micrograph of a real set -> one row per
     micrograph: dataset, micrograph, label, score, likeliest_class, out_of_range
-    (:func:`cryolib.curate.select.curate_micrographs`)."""
+    (:func:`cryolib.curate.select.curate_micrographs`). A head that counts particles counts them at the set's
+    particle diameter (:mod:`cryolib.studies.curation_particles`)."""
+    from cryolib.curate.head import CurationHead, load_curation_head
     from cryolib.curate.select import curate_micrographs
+    from cryolib.studies.curation_particles import counter_for
 
     ds = load_dataset(folder)
     paths = sorted(ds.micrographs)
-    table = curate_micrographs(paths, head)
+    head = head if isinstance(head, CurationHead) else load_curation_head(head)
+    coverage_of = counter_for(head.features["particles"], ds.diameter_px) if head.needs_coverage else None
+    table = curate_micrographs(paths, head, coverage_of=coverage_of)
     table.insert(0, "dataset", Path(folder).name)
     table["micrograph"] = [Path(p).stem for p in paths]
     return table
