@@ -9,7 +9,7 @@ One small file (``torch.save`` of plain types and tensors, read with ``weights_o
   ``"all"`` takes every feature relative to the session (the micrographs scored together), ``True``
   (heads written before) only the mean counts, ``False`` none; ``range`` is the training range of the
   image statistics (below), written by :meth:`CurationHead.fit`; ``particles`` (optional:
-  ``{"picker", "min_score"}``) adds one last column, the particle coverage of each micrograph
+  ``{"picker", "checkpoint", "min_score"}``) adds one last column, the particle coverage of each micrograph
   (:func:`~cryolib.curate.features.particle_coverage`), which the caller computes with that picker and
   passes in (``coverage=``): curation does not run pickers itself (the layers keep them apart);
 * ``encoder``: the checkpoint the features come from, as a path or ``"asset:<file>"`` (a file in
