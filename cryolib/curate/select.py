@@ -82,7 +82,8 @@ def curate_micrographs(paths: Sequence[str | os.PathLike], head: CurationHead | 
     return table
 
 
-def _features_of(head: CurationHead, image: np.ndarray, coverage_of: Callable[[np.ndarray], float] | None) -> np.ndarray:
+def _features_of(head: CurationHead, image: np.ndarray,
+                 coverage_of: Callable[[np.ndarray], float] | None) -> np.ndarray:
     """:meth:`CurationHead.absolute_features` of one micrograph, with its particle coverage when the head uses it."""
     coverage = [coverage_of(image)] if head.needs_coverage else None
     return head.absolute_features([image], coverage)
