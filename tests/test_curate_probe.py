@@ -314,3 +314,10 @@ def test_ship_installs_head_and_card_for_the_shipped_encoder(tiny_ckpt, tmp_path
     assert installed.encoder == "asset:draco_default.pt" and installed.card == {"run": "test"}
     assert np.array_equal(installed.scores(images), head.scores(images))
     assert "DRACO-B" in (assets / "draco_curation.md").read_text()
+    assert "--diameter-px" not in (assets / "draco_curation.md").read_text()  # this head counts no particles
+    counting = CurationHead("counts", LinearProbe(), {"kind": "encoder", "max_tiles": 4,
+                                                      "particles": {"picker": "detector", "min_score": 0.7}},
+                            encoder=str(tiny_ckpt), encoder_sha256=encoder_fingerprint(model))
+    counting.fit(images, y, coverage=np.where(y == 1, -2.0, -4.0))
+    card = ship_mod.ship_curation_head(counting, evaluation, tmp_path / "counting").with_suffix(".md").read_text()
+    assert "`--diameter-px`" in card  # the card tells its user what cryolib curate then needs
