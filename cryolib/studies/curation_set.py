@@ -158,6 +158,8 @@ class CurationData:
     def coverage(self, split: str) -> np.ndarray:
         """The log10 particle coverage of each micrograph of ``split``, counted once by the shipped detector at its
         analog's diameter (:mod:`cryolib.studies.curation_particles`), for heads that use it."""
+        from tqdm.auto import tqdm
+
         from cryolib.studies.curation_particles import coverage_counter
 
         rows = self.rows(split)
@@ -165,7 +167,7 @@ class CurationData:
             todo = [p for p in group["path"] if p not in self._coverage]
             if todo:
                 count = coverage_counter(float(diameter))
-                for path in todo:
+                for path in tqdm(todo, desc=f"particle coverage, {split} ({float(diameter):.0f} px)", leave=False):
                     self._coverage[path] = count(self._read(path))
         return np.array([self._coverage[p] for p in rows["path"]], dtype=np.float64)
 
