@@ -2,11 +2,12 @@
 
 Examples::
 
-    cryolib curate --input mics/ --out curated/
+    cryolib curate --input mics/ --diameter-px 40 --out curated/
     cryolib curate --input 'mics/*.mrc' --checkpoint my_head.pt --threshold 0.7 --out curated/
 
 ``--checkpoint`` is a curation head file (:func:`cryolib.curate.head.save_curation_head`; default: the
-shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backbone, draco_default.pt). Writes
+shipped ``cryolib/assets/draco_curation.pt``, which uses the shipped DRACO backbone, draco_default.pt, and
+counts particles with the shipped detector, so it needs ``--diameter-px``). Writes
 ``<out>/quality.csv`` (micrograph, label accept/reject, score = P(accept)),
 ``<out>/selected_micrographs.star`` (``_rlnMicrographName`` of the accepted micrographs) and
 ``run.yaml`` (with ``out_of_range``: the micrographs outside the head's training range, whose scores
@@ -43,7 +44,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="accept when P(accept) >= P (default: the head's own, 0.5 unless it says otherwise)")
     parser.add_argument("--diameter-px", type=float, default=None, metavar="D",
-                        help="particle diameter (px), for a head that counts particles (its model card says so)")
+                        help="particle diameter (px), for a head that counts particles: the shipped one does")
 
 
 def main(args: argparse.Namespace) -> int:
