@@ -4,8 +4,8 @@
   curation set of simulated analogs, held-out :data:`TEST_ANALOGS`, and the unseen-settings set.
 * Methods (:func:`run_methods`): linear heads (:class:`cryolib.curate.probe.LinearProbe`) on the
   frozen DRACO-B, DRACO-L and plain-MAE encoders (``draco_pretraining.draco_checkpoints``), on
-  image statistics, and on DRACO-B's embedding with the image statistics beside it (the shipped
-  head); a ResNet18 from scratch. Miffi cannot run here: its paper row is shown. The linear heads
+  image statistics, on DRACO-B's embedding with the statistics, and with the particle coverage too (the
+  shipped head); a ResNet18 from scratch. Miffi cannot run here: its paper row is shown. The linear heads
   train on the simulator's quality classes (good and the six defects): each is a K-class linear
   layer with P(accept) = P(good) (why: :mod:`cryolib.curate.probe`). The ResNet18 runs twice: on
   accept/reject labels as in the paper (:data:`RESNET`, the row the claims test) and on the same
