@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cryolib.core.errors import CryolibError
-from cryolib.curate.features import N_BANDS
+from cryolib.curate.features import COVERAGE_FLOOR, N_BANDS
 from cryolib.curate.probe import QUALITY_CLASSES, per_class_table
 from cryolib.studies import draco_curation as dc
 from test_curate_features import blob_micrographs
@@ -140,6 +140,8 @@ def test_the_shipped_head_sees_the_embedding_the_statistics_and_the_particles(ti
     assert len(head.features["range"]["mean"]) == len(head.features["range"]["std"]) == 2 + N_BANDS
     assert data.sessions("test") == [dc.TEST_ANALOGS[0]] * 7
     assert data.coverage("test").shape == (7,) and np.isfinite(data.coverage("test")).all()
+    strict = data.coverage("test", {**head.features["particles"], "min_score": 1.0})  # the head's spec decides
+    assert np.all(strict == np.log10(COVERAGE_FLOOR))  # no pick scores above 1: nothing counted
     assert head.probe.classes == tuple(sorted(QUALITY_CLASSES))  # trained on the quality classes
     scores = dc.split_scores(head, data)
     assert scores.shape == (7,) and np.all((scores >= 0) & (scores <= 1))
@@ -189,7 +191,6 @@ def test_unseen_settings_results_score_every_method_per_session(tiny_set):
 
 
 def test_the_coverage_counter_counts_the_detectors_confident_picks():
-    from cryolib.curate.features import COVERAGE_FLOOR
     from cryolib.studies import curation_particles as cp
 
     image = blob_micrographs(1, blobs=True, seed=4)[0]

@@ -155,21 +155,24 @@ class CurationData:
             self._images[path] = read_micrograph(path)[0]
         return self._images[path]
 
-    def coverage(self, split: str) -> np.ndarray:
-        """The log10 particle coverage of each micrograph of ``split``, counted once by the shipped detector at its
-        analog's diameter (:mod:`cryolib.studies.curation_particles`), for heads that use it."""
+    def coverage(self, split: str, spec: dict | None = None) -> np.ndarray:
+        """The log10 particle coverage of each micrograph of ``split``, counted as a head's ``features["particles"]``
+        says (``spec``; default: the shipped detector at its default score) at its analog's diameter
+        (:mod:`cryolib.studies.curation_particles`), once per spec and micrograph."""
         from tqdm.auto import tqdm
 
-        from cryolib.studies.curation_particles import coverage_counter
+        from cryolib.studies.curation_particles import counter_for, particles_spec
 
+        spec = dict(spec) if spec is not None else particles_spec()
+        cache = self._coverage.setdefault(json.dumps(spec, sort_keys=True), {})
         rows = self.rows(split)
         for diameter, group in rows.groupby("diameter_px", sort=False):
-            todo = [p for p in group["path"] if p not in self._coverage]
+            todo = [p for p in group["path"] if p not in cache]
             if todo:
-                count = coverage_counter(float(diameter))
+                count = counter_for(spec, float(diameter))
                 for path in tqdm(todo, desc=f"particle coverage, {split} ({float(diameter):.0f} px)", leave=False):
-                    self._coverage[path] = count(self._read(path))
-        return np.array([self._coverage[p] for p in rows["path"]], dtype=np.float64)
+                    cache[path] = count(self._read(path))
+        return np.array([cache[p] for p in rows["path"]], dtype=np.float64)
 
     def accept(self, split: str) -> np.ndarray:
         """1 for good (accept), 0 for bad (reject)."""

@@ -119,14 +119,14 @@ def encoder_head(checkpoint: str | os.PathLike, data: CurationData, seed: int = 
     head = CurationHead(name=name, probe=LinearProbe(PROBE_C), features=features,
                         encoder=ref if ref.startswith("asset:") else str(Path(ref).resolve()),
                         encoder_sha256=encoder_fingerprint(model))
-    coverage = data.coverage("train") if with_particles else None
+    coverage = data.coverage("train", features["particles"]) if with_particles else None
     return head.fit(data.images("train"), data.classes("train"), data.sessions("train"), seed, coverage)
 
 
 def split_scores(head: CurationHead, data: CurationData, split: str = "test") -> np.ndarray:
     """P(accept) of a head on one split, the split's analogs as sessions (and its particle coverage when the
     head uses it)."""
-    coverage = data.coverage(split) if head.needs_coverage else None
+    coverage = data.coverage(split, head.features["particles"]) if head.needs_coverage else None
     return head.scores(data.images(split), data.sessions(split), coverage)
 
 
